@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+// Kizuki: fast image anomaly detection with learned embeddings, on ONNX models.
+//
+// Module map (the folders tell the architecture):
+//   CONNX     protoc-c output for proto/onnx.proto (generated, `make proto`)
+//   CBLAS, CZlib, CPNG   system libraries (OpenBLAS, zlib, libpng)
+//   OnnxIO    Model / Graph / Node / Tensor values, ONNX read/write, .npy and .pb tensor files
+//   Engine    planning and execution of graphs, one file per op family
+//   Anomaly   datasets (IDX, PNG), anchor index, k-NN, ROC/AUC, thresholds, reports
+//   kizuki    the command-line tool
+// CPU-specific flags (e.g. -target-cpu) are passed by the Makefile, never here.
+import PackageDescription
+
+let package = Package(
+    name: "Kizuki",
+    products: [
+        .executable(name: "kizuki", targets: ["kizuki"]),
+        .library(name: "OnnxIO", targets: ["OnnxIO"]),
+        .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Anomaly", targets: ["Anomaly"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .target(
+            name: "CONNX",
+            exclude: ["PROTOC_C_VERSION"],
+            linkerSettings: [.linkedLibrary("protobuf-c")]
+        ),
+        .target(name: "OnnxIO", dependencies: ["CONNX"]),
+        .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS"]),
+        .target(name: "Anomaly", dependencies: ["Engine", "OnnxIO", "CBLAS", "CZlib", "CPNG"]),
+        .executableTarget(
+            name: "kizuki",
+            dependencies: [
+                "OnnxIO", "Engine", "Anomaly",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "OnnxIOTests", dependencies: ["OnnxIO"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO"]),
+        .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "Engine", "OnnxIO"]),
+        .testTarget(name: "ConformanceTests", dependencies: ["Engine", "OnnxIO"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,2 @@
+// libpng (Debian: libpng-dev), used to read and write PNG images.
+#include <png.h>

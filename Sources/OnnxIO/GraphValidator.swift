@@ -1,0 +1,101 @@
+import Foundation
+
+/// Structural checks of a graph, before anything runs it: unique initializer names, every node
+/// input defined (by a graph input, an initializer, an earlier node or an enclosing graph), and no cycles.
+/// Nodes need not be listed in topological order; a cycle is reported with a node on it.
+struct GraphValidator {
+    let file: String
+
+    func check(_ graph: Graph, outer: Set<String> = [], path: String = "graph") throws {
+        var defined = outer
+        var initializers = Set<String>()
+        for t in graph.initializers {
+            guard initializers.insert(t.name).inserted else {
+                throw OnnxError(.duplicateName, file: file, "\(path): initializer '\(t.name)' is defined twice")
+            }
+        }
+        defined.formUnion(initializers)
+        for input in graph.inputs { defined.insert(input.name) }
+
+        var producer: [String: Int] = [:]
+        for (i, node) in graph.nodes.enumerated() {
+            for output in node.outputs where !output.isEmpty {
+                if producer[output] != nil || initializers.contains(output) {
+                    throw OnnxError(.duplicateName, file: file, "\(path): value '\(output)' is produced twice (again by node \(node.label))")
+                }
+                producer[output] = i
+            }
+        }
+        // Every input must be defined somewhere visible.
+        for node in graph.nodes {
+            for input in node.inputs where !input.isEmpty && !defined.contains(input) && producer[input] == nil {
+                throw OnnxError(.danglingInput, file: file,
+                                "\(path): node \(node.label) reads '\(input)', which no graph input, initializer or node produces")
+            }
+        }
+        for output in graph.outputs where !defined.contains(output.name) && producer[output.name] == nil {
+            throw OnnxError(.danglingInput, file: file, "\(path): graph output '\(output.name)' is never produced")
+        }
+        // Kahn's algorithm over node-to-node edges; what remains lies on or behind a cycle.
+        var pending = [Int](repeating: 0, count: graph.nodes.count)
+        var consumers = [[Int]](repeating: [], count: graph.nodes.count)
+        for (i, node) in graph.nodes.enumerated() {
+            for input in Set(node.implicitInputs + node.inputs) where !input.isEmpty {
+                if let p = producer[input], !defined.contains(input) {
+                    pending[i] += 1
+                    consumers[p].append(i)
+                }
+            }
+        }
+        var ready = (0..<graph.nodes.count).filter { pending[$0] == 0 }
+        var done = 0
+        while let i = ready.popLast() {
+            done += 1
+            for c in consumers[i] {
+                pending[c] -= 1
+                if pending[c] == 0 { ready.append(c) }
+            }
+        }
+        if done < graph.nodes.count, let stuck = pending.indices.first(where: { pending[$0] > 0 }) {
+            throw OnnxError(.cycle, file: file, "\(path): the graph has a cycle through node \(graph.nodes[stuck].label)")
+        }
+        // Subgraphs see everything defined in this graph.
+        let visible = defined.union(producer.keys)
+        for node in graph.nodes {
+            for attribute in node.attributes {
+                switch attribute.value {
+                case .graph(let g):
+                    try check(g, outer: visible, path: "\(path) > \(node.label).\(attribute.name)")
+                case .graphs(let gs):
+                    for g in gs { try check(g, outer: visible, path: "\(path) > \(node.label).\(attribute.name)") }
+                default: break
+                }
+            }
+        }
+    }
+}
+
+extension Node {
+    /// Names of outer-scope values read by this node's subgraphs (If/Loop/Scan bodies): they order
+    /// the node after their producers just like its inputs do.
+    var implicitInputs: [String] {
+        var names: [String] = []
+        func visit(_ g: Graph) {
+            var local = Set(g.initializers.map(\.name))
+            for i in g.inputs { local.insert(i.name) }
+            for n in g.nodes { for o in n.outputs { local.insert(o) } }
+            for n in g.nodes {
+                for i in n.inputs + n.implicitInputs where !i.isEmpty && !local.contains(i) { names.append(i) }
+            }
+            for o in g.outputs where !local.contains(o.name) { names.append(o.name) }
+        }
+        for attribute in attributes {
+            switch attribute.value {
+            case .graph(let g): visit(g)
+            case .graphs(let gs): gs.forEach(visit)
+            default: break
+            }
+        }
+        return names
+    }
+}
