@@ -6,7 +6,7 @@ import XCTest
 enum TestPaths {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let seedModel = root.appendingPathComponent("models/keras-seed/model.onnx")
-    static let conformance = root.appendingPathComponent(".cache/onnx-backend")
+    static let conformance = root.appendingPathComponent(".cache/onnx-conformance")
     static let fixtures = root.appendingPathComponent(".cache/fixtures")
 }
 

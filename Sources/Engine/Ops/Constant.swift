@@ -1,0 +1,6 @@
+import Foundation
+import OnnxIO
+
+extension OpRegistry {
+    static let constantOps: [String: KernelFactory] = [:]
+}

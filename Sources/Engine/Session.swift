@@ -1,0 +1,169 @@
+import CBLAS
+import Foundation
+import OnnxIO
+
+public struct SessionOptions: Sendable {
+    /// Threads for kernels and OpenBLAS; default all cores.
+    public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// After each node, check float outputs for NaN or Inf and fail naming the first node that made one.
+    public var checkFinite = false
+    /// Apply graph rewrites (fusions) before planning.
+    public var optimize = true
+    public init() {}
+}
+
+/// A model made ready to run: kernels built once, plans made per input signature and kept.
+public final class Session {
+    public let model: Model
+    public let options: SessionOptions
+    let graph: Graph
+    /// Nodes in topological order with their kernels.
+    let steps: [(node: Node, kernel: Kernel)]
+    let constants: [String: HostTensor]
+    private var plans: [String: [Plan]] = [:]
+    private let lock = NSLock()
+
+    public var inputs: [ValueInfo] { graph.inputs.filter { constants[$0.name] == nil } }
+    public var outputs: [ValueInfo] { graph.outputs }
+
+    public convenience init(contentsOf url: URL, options: SessionOptions = .init()) throws {
+        try self.init(model: Model(contentsOf: url), options: options)
+    }
+
+    public init(model: Model, options: SessionOptions = .init()) throws {
+        self.model = model
+        self.options = options
+        let opset = Int(model.opsetVersion() ?? 1)
+        var graph = model.graph
+        if options.optimize { graph = GraphOptimizer.optimize(graph) }
+        self.graph = graph
+
+        var constants: [String: HostTensor] = [:]
+        for t in graph.initializers {
+            do { constants[t.name] = try HostTensor(t) } catch let e as EngineError {
+                throw EngineError(.unsupported, e.message)
+            }
+        }
+        self.constants = constants
+
+        // Build every kernel; collect every unsupported op so the user sees them all at once.
+        var built: [(Node, Kernel)] = []
+        var unsupported: [String: (count: Int, first: String, why: String)] = [:]
+        for node in try Session.topologicalOrder(graph) {
+            func refuse(_ why: String) {
+                let key = node.domain.isEmpty || node.domain == "ai.onnx" ? node.opType : "\(node.domain).\(node.opType)"
+                let seen = unsupported[key]
+                unsupported[key] = ((seen?.count ?? 0) + 1, seen?.first ?? node.label, seen?.why ?? why)
+            }
+            guard node.domain.isEmpty || node.domain == "ai.onnx" else { refuse("domain '\(node.domain)'"); continue }
+            guard let factory = OpRegistry.factories[node.opType] else { refuse(""); continue }
+            do {
+                built.append((node, try factory(NodeInfo(node: node, opset: opset))))
+            } catch let e as KernelError where e.isUnsupported {
+                refuse(e.message)
+            } catch {
+                throw EngineError(.invalidModel, "node \(node.label): \(error)")
+            }
+        }
+        if !unsupported.isEmpty {
+            let lines = unsupported.sorted { $0.key < $1.key }.map { op, info in
+                "  \(op) x\(info.count) (first: \(info.first))" + (info.why.isEmpty ? "" : ": \(info.why)")
+            }
+            throw EngineError(.unsupported, "the model uses \(unsupported.count) unsupported operator(s):\n" + lines.joined(separator: "\n"))
+        }
+        self.steps = built
+    }
+
+    /// Nodes sorted so each comes after the producers of its inputs (models need not be sorted).
+    static func topologicalOrder(_ graph: Graph) throws -> [Node] {
+        var producer: [String: Int] = [:]
+        for (i, n) in graph.nodes.enumerated() { for o in n.outputs where !o.isEmpty { producer[o] = i } }
+        var state = [UInt8](repeating: 0, count: graph.nodes.count)  // 0 new, 1 visiting, 2 done
+        var order: [Node] = []
+        for start in graph.nodes.indices where state[start] == 0 {
+            var stack: [(Int, Int)] = [(start, 0)]
+            state[start] = 1
+            while let (i, next) = stack.last {
+                let deps = graph.nodes[i].inputs + graph.nodes[i].implicitInputsForOrder
+                if next < deps.count {
+                    stack[stack.count - 1].1 += 1
+                    if let p = producer[deps[next]], p != i {
+                        if state[p] == 1 { throw EngineError(.invalidModel, "the graph has a cycle through node \(graph.nodes[p].label)") }
+                        if state[p] == 0 { state[p] = 1; stack.append((p, 0)) }
+                    }
+                } else {
+                    state[i] = 2
+                    order.append(graph.nodes[i])
+                    stack.removeLast()
+                }
+            }
+        }
+        return order
+    }
+
+    /// Runs the model. Feeds are checked against the model's declared inputs.
+    public func run(_ feeds: [String: HostTensor]) throws -> [String: HostTensor] {
+        lock.lock()
+        defer { lock.unlock() }
+        try checkFeeds(feeds)
+        let signature = inputs.map { info -> String in
+            let t = feeds[info.name]!
+            return "\(t.dtype.rawValue):\(t.shape)"
+        }.joined(separator: ";")
+        let plan: Plan
+        if let cached = plans[signature]?.first(where: { $0.matchesValues(feeds) }) {
+            plan = cached
+        } else {
+            plan = try Plan(session: self, feeds: feeds)
+            plans[signature, default: []].append(plan)
+        }
+        openblas_set_num_threads(Int32(options.threads))
+        return try plan.run(feeds: feeds)
+    }
+
+    /// Wrong names, ranks, shapes and element types, each explained with the expected shape.
+    func checkFeeds(_ feeds: [String: HostTensor]) throws {
+        let expected = inputs
+        for name in feeds.keys where !expected.contains(where: { $0.name == name }) {
+            throw EngineError(.invalidInput, "unknown input '\(name)'; the model's inputs are: "
+                + expected.map { "'\($0.name)' \(describe($0.type))" }.joined(separator: ", "))
+        }
+        var symbols: [String: Int] = [:]
+        for info in expected {
+            guard let t = feeds[info.name] else {
+                throw EngineError(.invalidInput, "missing input '\(info.name)' \(describe(info.type))")
+            }
+            guard let type = info.type, let elementType = type.elementType else { continue }
+            if t.dtype != elementType {
+                throw EngineError(.invalidInput, "input '\(info.name)' has element type \(t.dtype), expected \(elementType) \(describe(type))")
+            }
+            guard let dims = type.shape else { continue }
+            guard dims.count == t.shape.count else {
+                throw EngineError(.invalidInput, "input '\(info.name)' has rank \(t.shape.count) (shape \(t.shape)), expected \(describe(type))")
+            }
+            for (axis, (dim, actual)) in zip(dims, t.shape).enumerated() {
+                switch dim {
+                case .known(let n) where n != actual:
+                    throw EngineError(.invalidInput, "input '\(info.name)' has shape \(t.shape), expected \(describe(type)) (axis \(axis) must be \(n))")
+                case .symbol(let s):
+                    if let bound = symbols[s], bound != actual {
+                        throw EngineError(.invalidInput, "input '\(info.name)' axis \(axis) is \(actual) but '\(s)' is \(bound) in another input")
+                    }
+                    symbols[s] = actual
+                default: break
+                }
+            }
+        }
+    }
+}
+
+func describe(_ type: ValueType?) -> String {
+    guard let type, let e = type.elementType else { return "(type not declared)" }
+    guard let shape = type.shape else { return "\(e)[?]" }
+    return "\(e)[\(shape.map(\.description).joined(separator: ","))]"
+}
+
+extension Node {
+    /// Outer-scope names that control-flow subgraphs read; none of our ops have subgraphs.
+    var implicitInputsForOrder: [String] { [] }
+}
