@@ -41,7 +41,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "OnnxIOTests", dependencies: ["OnnxIO"]),
+        .testTarget(name: "OnnxIOTests", dependencies: ["OnnxIO"], exclude: ["Fixtures"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO"]),
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "Engine", "OnnxIO"]),
         .testTarget(name: "ConformanceTests", dependencies: ["Engine", "OnnxIO"]),

@@ -30,7 +30,7 @@ public struct OpsetID: Hashable, Sendable {
 }
 
 /// One dimension of a tensor type: a number, a symbolic name, or not given.
-public enum Dimension: Hashable, Sendable, CustomStringConvertible {
+public enum ShapeDim: Hashable, Sendable, CustomStringConvertible {
     case known(Int)
     case symbol(String)
     case unknown
@@ -47,10 +47,10 @@ public enum Dimension: Hashable, Sendable, CustomStringConvertible {
 /// The type of a value: a tensor (element type and optional shape), or any other ONNX type kept opaque.
 public enum ValueType: Hashable, Sendable {
     /// `shape` is nil when the rank itself is unknown. `dimDenotations` keeps per-dimension denotations.
-    case tensor(elementType: DataType, shape: [Dimension]?, denotation: String, dimDenotations: [String])
+    case tensor(elementType: DataType, shape: [ShapeDim]?, denotation: String, dimDenotations: [String])
     case other(OpaqueMessage)
 
-    public static func tensor(_ elementType: DataType, _ shape: [Dimension]?) -> ValueType {
+    public static func tensor(_ elementType: DataType, _ shape: [ShapeDim]?) -> ValueType {
         .tensor(elementType: elementType, shape: shape, denotation: "", dimDenotations: [])
     }
 
@@ -59,7 +59,7 @@ public enum ValueType: Hashable, Sendable {
         return nil
     }
 
-    public var shape: [Dimension]? {
+    public var shape: [ShapeDim]? {
         if case .tensor(_, let s, _, _) = self { return s }
         return nil
     }

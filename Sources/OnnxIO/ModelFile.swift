@@ -8,7 +8,7 @@ func readFile(_ url: URL, what: String) throws -> Data {
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
         throw OnnxError(.notFound, file: path, "no such \(what) file")
     }
-    if isDirectory.boolValue { throw OnnxError(.isDirectory, file: path, "is a folder, not a \(what) file") }
+    if isDirectory.boolValue { throw OnnxError(.isDirectory, file: path, "is a folder, not a file (expected: \(what))") }
     let data: Data
     do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
         throw OnnxError(.io, file: path, "cannot read: \(error.localizedDescription)")

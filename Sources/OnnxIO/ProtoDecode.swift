@@ -221,7 +221,7 @@ extension DecodeContext {
             return .other(opaque(.typeProto, t))
         }
         let elementType = DataType(rawValue: tensor.pointee.elem_type)
-        var dims: [Dimension]? = nil
+        var dims: [ShapeDim]? = nil
         var denotations: [String] = []
         if let shape = tensor.pointee.shape {
             dims = messages(shape.pointee.n_dim, shape.pointee.dim) { d in

@@ -3,13 +3,22 @@ import Foundation
 import OnnxIO
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe an ONNX model: inputs, outputs, operators, parameters.")
+    static let configuration = CommandConfiguration(
+        abstract: "Describe an ONNX model: producer, opsets, inputs and outputs, operators, parameters.")
+
     @Argument(help: "The .onnx file.") var model: String
     @Flag(help: "Print the same fields as JSON.") var json = false
 
     func run() throws {
-        let m: Model
-        do { m = try Model(contentsOf: URL(fileURLWithPath: model)) } catch { throw fail(error) }
-        print("producer: \(m.producerName) \(m.producerVersion), ir_version \(m.irVersion), nodes \(m.graph.nodes.count)")
+        let url = URL(fileURLWithPath: model)
+        let summary: ModelSummary
+        do { summary = ModelSummary(model: try Model(contentsOf: url), file: model) } catch { throw fail(error) }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+        } else {
+            print(summary.text)
+        }
     }
 }

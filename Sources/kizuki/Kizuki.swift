@@ -6,7 +6,7 @@ struct Kizuki: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kizuki",
         abstract: "Image anomaly detection with learned embeddings, on ONNX models.",
-        subcommands: [Inspect.self, Conformance.self]
+        subcommands: [Inspect.self, Run.self, Embed.self, Index.self, Score.self, Calibrate.self, Eval.self, Bench.self, Conformance.self]
     )
 }
 

@@ -1,0 +1,216 @@
+import Anomaly
+import ArgumentParser
+import Engine
+import Foundation
+import OnnxIO
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Embed images with a model and save the embeddings as .npy [N, D].")
+    @Argument(help: "The embedding model (.onnx).") var model: String
+    @Option(help: "Images: fmnist:SPLIT[:CLASSES], an IDX file, a folder of PNGs, or a .npy.") var images: String
+    @Option(help: "Output .npy file.") var out: String
+    @OptionGroup var imageOptions: ImageOptions
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        do {
+            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let set = try imageOptions.load(images, for: embedder)
+            let (values, dim) = try imageOptions.embed(set, with: embedder, label: "embed")
+            try Npy.write(Tensor(floats: values, dims: [set.count, dim]), to: URL(fileURLWithPath: out))
+            print("wrote \(set.count) x \(dim) embeddings to \(out)")
+        } catch let e as ExitCode { throw e } catch { throw fail(error) }
+    }
+}
+
+struct Index: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Build an anchor index from normal images.")
+    @Argument(help: "The embedding model (.onnx).") var model: String
+    @Option(help: "Normal images (e.g. fmnist:train:7).") var images: String
+    @Option(help: "Output index file (.kzi).") var out: String
+    @Option(help: "Use N anchors: the first N, or a random N with --seed (default: all).") var anchors: Int?
+    @Option(help: "Seed for a random anchor subset.") var seed: UInt64?
+    @OptionGroup var imageOptions: ImageOptions
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        do {
+            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let all = try imageOptions.load(images, for: embedder)
+            let chosen = try AnchorIndex.select(count: all.count, n: anchors, seed: seed)
+            let (values, dim) = try imageOptions.embed(all.subset(chosen), with: embedder, label: "anchors")
+            let selection = seed.map { "random \(chosen.count) of \(all.count), seed \($0)" } ?? "first \(chosen.count) of \(all.count)"
+            let index = AnchorIndex(header: .init(modelSHA256: embedder.modelSHA256, modelFile: model, count: chosen.count, dim: dim,
+                                                  preprocessing: AnchorIndex.preprocessing, source: images, selection: selection,
+                                                  threshold: nil),
+                                    embeddings: values)
+            try index.write(to: URL(fileURLWithPath: out))
+            print("wrote \(out): \(chosen.count) anchors x \(dim), \(selection), model sha256 \(embedder.modelSHA256.prefix(12))…")
+        } catch let e as ExitCode { throw e } catch { throw fail(error) }
+    }
+}
+
+struct Score: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Score images against an anchor index: distance to the nearest anchors, and a verdict.")
+    @Argument(help: "The embedding model (.onnx) that made the index.") var model: String
+    @Option(help: "Anchor index (.kzi).") var index: String
+    @Option(help: "Images to score.") var images: String
+    @Option(help: "Mean distance to the k nearest anchors (1 = the reference).") var k = 1
+    @Option(help: "Threshold: score > T is an anomaly (default: the index's calibrated threshold).") var threshold: Double?
+    @Option(help: "A threshold file written by `kizuki calibrate --out`.") var thresholdFile: String?
+    @Option(help: "csv or jsonl.") var format: OutputFormat = .csv
+    @OptionGroup var imageOptions: ImageOptions
+    @OptionGroup var engine: EngineOptions
+
+    enum OutputFormat: String, ExpressibleByArgument { case csv, jsonl }
+
+    func validate() throws {
+        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        if threshold != nil && thresholdFile != nil { throw ValidationError("give --threshold or --threshold-file, not both") }
+    }
+
+    func run() throws {
+        do {
+            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let anchorIndex = try AnchorIndex(contentsOf: URL(fileURLWithPath: index))
+            try anchorIndex.check(modelSHA256: embedder.modelSHA256, file: index)
+            var limit = threshold ?? anchorIndex.header.threshold?.value
+            if let thresholdFile {
+                let t = try JSONDecoder().decode(Threshold.self, from: Data(contentsOf: URL(fileURLWithPath: thresholdFile)))
+                guard t.indexID == anchorIndex.id else {
+                    throw DataError(file: thresholdFile, "this threshold was calibrated for another index (id \(t.indexID)); \(index) has id \(anchorIndex.id)")
+                }
+                limit = t.value
+            }
+            let set = try imageOptions.load(images, for: embedder)
+            let (values, _) = try imageOptions.embed(set, with: embedder, label: "score")
+            let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim)
+            let scores = try knn.scores(values, k: k)
+            if format == .csv { print("index,name,score" + (limit == nil ? "" : ",verdict")) }
+            for (i, s) in scores.enumerated() {
+                let name = i < set.names.count ? set.names[i] : ""
+                let verdict = limit.map { s > $0 ? "anomaly" : "normal" }
+                switch format {
+                case .csv: print("\(i),\(name),\(String(format: "%.6f", s))" + (verdict.map { ",\($0)" } ?? ""))
+                case .jsonl:
+                    print(#"{"index": \#(i), "name": "\#(name)", "score": \#(s)"# + (verdict.map { #", "verdict": "\#($0)""# } ?? "") + "}")
+                }
+            }
+            if let limit { Progress.note("rule: score > \(limit) => anomaly", quiet: imageOptions.quiet) }
+        } catch let e as ExitCode { throw e } catch { throw fail(error) }
+    }
+}
+
+struct Calibrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Choose a threshold from normal images only, for a target false-positive rate, and store it in the index.")
+    @Argument(help: "The embedding model (.onnx) that made the index.") var model: String
+    @Option(help: "Anchor index (.kzi); the threshold is stored in it.") var index: String
+    @Option(help: "Held-out normal images (default: the anchors themselves, each scored against the others).") var images: String?
+    @Option(help: "Target false-positive rate on normal images.") var fpr = 0.01
+    @Option(help: "Mean distance to the k nearest anchors.") var k = 1
+    @Option(help: "Also write the threshold to this JSON file.") var out: String?
+    @OptionGroup var imageOptions: ImageOptions
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        guard fpr >= 0 && fpr < 1 else { throw ValidationError("--fpr must be in [0, 1), got \(fpr)") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            let url = URL(fileURLWithPath: index)
+            var anchorIndex = try AnchorIndex(contentsOf: url)
+            let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim)
+            let scores: [Double]
+            let what: String
+            if let images {
+                let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+                try anchorIndex.check(modelSHA256: embedder.modelSHA256, file: index)
+                let set = try imageOptions.load(images, for: embedder)
+                scores = try knn.scores(try imageOptions.embed(set, with: embedder, label: "calibrate").values, k: k)
+                what = images
+            } else {
+                let sha = SHA256.hex(try Data(contentsOf: URL(fileURLWithPath: model)))
+                try anchorIndex.check(modelSHA256: sha, file: index)
+                scores = try knn.scores(anchorIndex.embeddings, k: k, skipSelf: true)
+                what = "the index's \(anchorIndex.header.count) anchors, leave-one-out"
+            }
+            let value = try ROC.threshold(normalScores: scores, fpr: fpr)
+            let above = scores.filter { $0 > value }.count
+            let threshold = Threshold(value: value, targetFPR: fpr, rule: "score > \(value) => anomaly", calibratedOn: what,
+                                      normalCount: scores.count, indexID: anchorIndex.id)
+            anchorIndex.header.threshold = threshold
+            try anchorIndex.write(to: url)
+            if let out {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(threshold).write(to: URL(fileURLWithPath: out))
+            }
+            print("threshold \(value) (k = \(k)): \(above) of \(scores.count) normal images (\(String(format: "%.2f", 100 * Double(above) / Double(scores.count)))%) score above it; target FPR \(fpr)")
+            print("rule: \(threshold.rule)")
+            print("stored in \(index)" + (out.map { " and \($0)" } ?? ""))
+        } catch let e as ExitCode { throw e } catch { throw fail(error) }
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Reproduce the reference experiment: AUC and ms per image for several anchor counts, and an HTML report.")
+    @Argument(help: "The embedding model (.onnx).") var model: String = "models/keras-seed/model.onnx"
+    @Option(help: "Normal class (Fashion-MNIST label).") var normal = 7
+    @Option(help: "Anomaly class (never seen in training).") var anomaly = 9
+    @Option(help: "Anchor counts, comma separated (the first N normal train images).") var anchors = "6000,3000,1000,500,100,50"
+    @Option(name: .customLong("batch"), help: "Batch sizes to time, comma separated.") var batches = "1,20"
+    @Option(help: "Mean distance to the k nearest anchors.") var k = 1
+    @Option(help: "False-positive rate for the report's threshold (calibrated on the anchors, leave-one-out).") var fpr = 0.01
+    @Option(help: "Write the HTML report here.") var report: String?
+    @Option(help: "Write per-image scores (float64 .npy) here.") var scoresOut: String?
+    @Option(help: "Fashion-MNIST folder (default: $KIZUKI_DATA, else /usr/share/datasets/fashion-mnist).") var data: String?
+    @Flag(help: "No progress messages.") var quiet = false
+    @OptionGroup var engine: EngineOptions
+
+    func list(_ s: String, _ name: String) throws -> [Int] {
+        let v = s.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !v.isEmpty, v.count == s.split(separator: ",").count, v.allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--\(name) takes positive integers separated by commas, got '\(s)'")
+        }
+        return v
+    }
+
+    func validate() throws {
+        _ = try list(anchors, "anchors")
+        _ = try list(batches, "batch")
+        guard normal != anomaly else { throw ValidationError("--normal and --anomaly must differ") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            let counts = try list(anchors, "anchors"), sizes = try list(batches, "batch")
+            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let split = try FashionMNIST.experiment(normal: normal, anomaly: anomaly, from: FashionMNIST.directory(data))
+            let evaluation = try Evaluation.run(embedder: embedder, anchors: split.anchors, test: split.test, anchorCounts: counts,
+                                                batches: sizes, k: k, fpr: fpr) { Progress.note($0, quiet: quiet) }
+            print("Fashion-MNIST, normal = \(FashionMNIST.classNames[normal]) (\(normal)), anomaly = \(FashionMNIST.classNames[anomaly]) (\(anomaly)); \(split.test.count) test images; k = \(k); threads \(engine.threads)")
+            print(evaluation.table(batches: sizes))
+            if let t = evaluation.threshold {
+                let fp = zip(evaluation.scores, evaluation.labels).filter { $0.1 == 0 && $0.0 > t }.count
+                let tp = zip(evaluation.scores, evaluation.labels).filter { $0.1 == 1 && $0.0 > t }.count
+                print(String(format: "threshold %.6g (FPR %.2f on the anchors, leave-one-out): test FPR %.3f, TPR %.3f", t, fpr, Double(fp) / 1000, Double(tp) / 1000))
+            }
+            if let scoresOut {
+                try Npy.write(Tensor(dataType: .double, dims: [evaluation.scores.count],
+                                     data: evaluation.scores.withUnsafeBufferPointer { Data(buffer: $0) }), to: URL(fileURLWithPath: scoresOut))
+            }
+            if let report {
+                let page = Report(title: "Kizuki anomaly report: \(FashionMNIST.classNames[normal]) vs \(FashionMNIST.classNames[anomaly])",
+                                  modelName: model, evaluation: evaluation, batches: sizes, test: split.test,
+                                  notes: ["Time per image = embedding (all test images at that batch size) + k-NN against that many anchors, on \(engine.threads) thread(s)."])
+                try page.html().write(toFile: report, atomically: true, encoding: .utf8)
+                print("wrote \(report)")
+            }
+        } catch let e as ExitCode { throw e } catch { throw fail(error) }
+    }
+}
