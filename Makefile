@@ -5,13 +5,14 @@
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
 
-APT_PACKAGES := libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev libpng-dev dataset-fashion-mnist
+APT_PACKAGES := libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev libpng-dev dataset-fashion-mnist chromium
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 CONFORMANCE_DATA := .cache/onnx-conformance
 FIXTURES := .cache/fixtures
 MODEL ?= models/keras-seed/model.onnx
+BENCH_ARGS ?=
 
 # CPU-specific code generation, decided on the machine that builds (override with CPU_FLAGS=).
 CPU_FLAGS ?= $(shell echo 'let x = 1' > /tmp/kizuki-cpu-probe.swift && swiftc -target-cpu native -parse /tmp/kizuki-cpu-probe.swift >/dev/null 2>&1 && echo "-Xswiftc -target-cpu -Xswiftc native -Xcc -march=native")
@@ -60,16 +61,26 @@ $(CONFORMANCE_DATA)/.complete:
 
 conformance-data: $(CONFORMANCE_DATA)/.complete
 
-test: deps proto-check venv conformance-data check-ops-table
+# Real-model fixtures: the reference MobileNetV2 exported from Keras 3, tf_keras and PyTorch, with
+# onnxruntime's outputs. The fixture stack (TensorFlow, torch; ~2.8 GB) lives outside the checkout so
+# fresh clones on the same machine reuse it; it is rebuilt whenever the pinned requirements change.
+FIXTURE_VENV ?= $(HOME)/.cache/kizuki/venv-fixtures
+$(FIXTURES)/MANIFEST.json: tools/make_fixtures.py tools/requirements-fixtures.txt tools/requirements-fixtures-nodeps.txt
+	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
+	$(FIXTURE_VENV)/bin/python tools/make_fixtures.py $(FIXTURES)
+
+fixtures: $(FIXTURES)/MANIFEST.json
+
+test: deps proto-check venv conformance-data fixtures check-ops-table
 	swift build $(TEST_BUILD)
 	KIZUKI_PYTHON=$(abspath $(VPY)) swift test $(TEST_BUILD)
 	$(VPY) tools/check_written.py .cache/written
 
 demo: build
-	$(KIZUKI) inspect $(MODEL)
+	$(KIZUKI) eval $(MODEL) --normal 7 --anomaly 9 --report report.html
 
 bench: build venv
-	tools/bench.sh $(KIZUKI) $(MODEL)
+	$(VPY) tools/bench_compare.py $(KIZUKI) $(MODEL) $(BENCH_ARGS)
 
 # The README's supported-operator table is generated from the conformance allow-list.
 ops-table:

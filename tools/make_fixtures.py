@@ -11,6 +11,7 @@ OUTDIR defaults to .cache/fixtures. Architecture: Input 28x28x1 -> UpSampling2D(
 -> MobileNetV2 (alpha 1, no top, no pretrained weights, global average pool) -> Dense(128,
 "embedding"). Variants written (NAME.onnx):
     keras3_opset13       Keras 3 (tf.keras of TF 2.21), tf2onnx opset 13, NHWC input
+                         (Keras 3's UpSampling2D exports as Shape/Tile/Reshape, not Resize)
     keras3_opset18       same weights, opset 18
     keras3_nchw_opset13  same weights, tf2onnx inputs_as_nchw: input [N,1,28,28]
     tfkeras_opset13      legacy Keras 2 (tf_keras), tf2onnx opset 13 (Resize with tf_half_pixel_for_nn)
@@ -40,6 +41,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+
+ort.set_default_logger_severity(3)  # hide e.g. the deprecated tf_half_pixel_for_nn notice
 
 BATCHES = (1, 7)
 SEED = 20240607
@@ -154,11 +157,23 @@ def build_torch(seed: int):
     rng = np.random.default_rng(seed)
     calib = torch.from_numpy(calibration_images(nchw=True))
     captured = {}
+
+    class Captured(Exception):
+        pass
+
+    def capture(module, args):  # keep the BN input, skip the rest of the forward pass
+        captured["x"] = args[0]
+        raise Captured
+
     with torch.no_grad():
         for bn in [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]:
-            hook = bn.register_forward_pre_hook(lambda mod, args: captured.__setitem__("x", args[0]))
-            model(calib)
-            hook.remove()
+            hook = bn.register_forward_pre_hook(capture)
+            try:
+                model(calib)
+            except Captured:
+                pass
+            finally:
+                hook.remove()
             feat = captured["x"].double().numpy()
             values = bn_values(rng, feat.mean(axis=(0, 2, 3)), feat.var(axis=(0, 2, 3)))
             for tensor, v in zip((bn.weight, bn.bias, bn.running_mean, bn.running_var), values):

@@ -29,6 +29,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+ort.set_default_logger_severity(3)  # hide e.g. the deprecated tf_half_pixel_for_nn notice
+
 
 def read_idx(path: str) -> np.ndarray:
     with gzip.open(path, "rb") as f:

@@ -20,6 +20,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+ort.set_default_logger_severity(3)  # hide e.g. the deprecated tf_half_pixel_for_nn notice
+
 DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
           "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 

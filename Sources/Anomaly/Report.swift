@@ -34,7 +34,7 @@ public struct Report {
           <polyline points="\(path)" fill="none" stroke="#c0392b" stroke-width="2"/>
           <text x="190" y="340" text-anchor="middle" font-size="12">false positive rate</text>
           <text x="14" y="160" text-anchor="middle" font-size="12" transform="rotate(-90 14 160)">true positive rate</text>
-          <text x="330" y="300" text-anchor="end" font-size="13">AUC \(String(format: "%.4f", evaluation.rows.last?.auc ?? .nan))</text>
+          <text x="330" y="300" text-anchor="end" font-size="13">AUC \(String(format: "%.4f", evaluation.rows.max { $0.anchors < $1.anchors }?.auc ?? .nan))</text>
         </svg>
         """
     }
@@ -63,7 +63,7 @@ public struct Report {
             thresholdLine = String(format: "<line x1=\"%.1f\" y1=\"5\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/><text x=\"%.1f\" y=\"14\" font-size=\"12\">threshold %.4g</text>", x, x, 10 + h, x + 4, t)
         }
         return """
-        <svg id="hist" width="680" height="270" viewBox="0 0 680 270" xmlns="http://www.w3.org/2000/svg">
+        <svg id="hist" width="680" height="290" viewBox="0 0 680 290" xmlns="http://www.w3.org/2000/svg">
           \(bars)
           \(thresholdLine)
           <line x1="40" y1="\(10 + h)" x2="\(40 + w)" y2="\(10 + h)" stroke="#888"/>

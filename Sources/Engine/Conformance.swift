@@ -47,6 +47,10 @@ public enum Conformance {
         } catch {
             return .fail("load: \(error)")
         }
+        // Sequence, optional and map values are not tensors; the engine runs tensors only.
+        for v in session.model.graph.inputs + session.model.graph.outputs {
+            if case .other? = v.type { return .unsupported("value '\(v.name)' is not a tensor (sequence/optional/map types are not supported)") }
+        }
         let sets = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
             .filter { $0.hasPrefix("test_data_set_") }.sorted()
         guard !sets.isEmpty else { return .fail("no test_data_set_* folder") }
@@ -106,7 +110,9 @@ public enum Conformance {
             case .uint16: return t.elements(as: UInt16.self).map(Double.init)
             case .uint32: return t.elements(as: UInt32.self).map(Double.init)
             case .uint64: return t.elements(as: UInt64.self).map(Double.init)
-            default: return t.elements(as: UInt16.self).map(Double.init)  // compare 16-bit floats bitwise
+            case .float16: return t.elements(as: Float16.self).map(Double.init)
+            case .bfloat16: return t.elements(as: UInt16.self).map { Double(Float(bitPattern: UInt32($0) << 16)) }
+            default: return t.elements(as: UInt8.self).map(Double.init)
             }
         }
         let a = values(got), b = values(want)

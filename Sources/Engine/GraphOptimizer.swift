@@ -1,8 +1,203 @@
+import Foundation
 import OnnxIO
 
-/// Graph rewrites applied before planning (fusions). Each keeps the graph's meaning exactly.
+/// Graph rewrites applied before planning. Each keeps the graph's meaning exactly (up to float
+/// rounding in folded weights) and only fires when the pattern's intermediate values are used once:
+///   Pad(constant 0, spatial) → Conv            pads merged into the Conv
+///   Conv → Mul(per-channel constant)           scale folded into W and B
+///   Conv → Add(per-channel constant)           shift folded into B
+///   Conv → Clip / Relu                         activation applied in the Conv's epilogue
+/// The fused activation travels as internal attributes on the Conv node (`FusedAttributes`).
 enum GraphOptimizer {
     static func optimize(_ graph: Graph) -> Graph {
-        graph
+        var g = Rewriter(graph)
+        g.foldPadsIntoConv()
+        g.foldAffineIntoConv()
+        g.fuseActivations()
+        return g.graph
+    }
+}
+
+/// Internal attribute names; the leading "_kizuki." cannot clash with ONNX attributes.
+enum FusedAttributes {
+    static let clipMin = "_kizuki.clip_min"
+    static let clipMax = "_kizuki.clip_max"
+}
+
+private struct Rewriter {
+    var graph: Graph
+    var initializers: [String: Int] = [:]
+
+    init(_ graph: Graph) {
+        self.graph = graph
+        for (i, t) in graph.initializers.enumerated() { initializers[t.name] = i }
+    }
+
+    /// How many node inputs (and graph outputs) read each value.
+    func useCounts() -> [String: Int] {
+        var uses: [String: Int] = [:]
+        for n in graph.nodes { for i in n.inputs where !i.isEmpty { uses[i, default: 0] += 1 } }
+        for o in graph.outputs { uses[o.name, default: 0] += 1 }
+        return uses
+    }
+
+    func constant(_ name: String) -> Tensor? {
+        initializers[name].map { graph.initializers[$0] }
+    }
+
+    func floats(_ name: String) -> [Float]? {
+        guard let t = constant(name), t.dataType == .float else { return nil }
+        return t.floats
+    }
+
+    func ints(_ name: String) -> [Int]? {
+        guard let t = constant(name), t.dataType == .int64 else { return nil }
+        return t.int64s.map { Int($0) }
+    }
+
+    mutating func setInitializer(_ tensor: Tensor) {
+        if let i = initializers[tensor.name] { graph.initializers[i] = tensor } else {
+            initializers[tensor.name] = graph.initializers.count
+            graph.initializers.append(tensor)
+        }
+    }
+
+    /// The node that reads `value` (the only one, else nil) and its index.
+    func soleConsumer(of value: String, _ uses: [String: Int]) -> Int? {
+        guard uses[value] == 1 else { return nil }
+        return graph.nodes.firstIndex { $0.inputs.contains(value) }
+    }
+
+    static func isDefaultConv(_ n: Node) -> Bool {
+        n.opType == "Conv" && n.domain.isEmpty
+    }
+
+    // MARK: Pad → Conv
+
+    mutating func foldPadsIntoConv() {
+        var uses = useCounts()
+        var removed = Set<Int>()
+        for (p, pad) in graph.nodes.enumerated() where pad.opType == "Pad" && pad.domain.isEmpty {
+            guard let c = soleConsumer(of: pad.outputs[0], uses), Rewriter.isDefaultConv(graph.nodes[c]),
+                  graph.nodes[c].inputs.first == pad.outputs[0] else { continue }
+            var conv = graph.nodes[c]
+            if case .string(let mode)? = pad.attribute("mode"), String(decoding: mode, as: UTF8.self) != "constant" { continue }
+            if case .string(let autoPad)? = conv.attribute("auto_pad"), String(decoding: autoPad, as: UTF8.self) != "NOTSET" { continue }
+            // Pads come from the attribute (opset < 11) or a constant input; the fill value must be 0.
+            var pads: [Int]
+            if case .ints(let v)? = pad.attribute("pads") { pads = v.map { Int($0) } }
+            else if pad.inputs.count > 1, let v = ints(pad.inputs[1]) { pads = v } else { continue }
+            if case .float(let v)? = pad.attribute("value"), v != 0 { continue }
+            if pad.inputs.count > 2, !pad.inputs[2].isEmpty { guard let v = floats(pad.inputs[2]), v.allSatisfy({ $0 == 0 }) else { continue } }
+            if pad.inputs.count > 3, !pad.inputs[3].isEmpty { continue }  // axes: keep it simple
+            let rank = pads.count / 2
+            guard rank >= 3, pads.allSatisfy({ $0 >= 0 }), pads[0] == 0, pads[1] == 0, pads[rank] == 0, pads[rank + 1] == 0 else { continue }
+            let spatial = rank - 2
+            var convPads = [Int](repeating: 0, count: 2 * spatial)
+            if case .ints(let v)? = conv.attribute("pads") { convPads = v.map { Int($0) } }
+            guard convPads.count == 2 * spatial else { continue }
+            for i in 0..<spatial {
+                convPads[i] += pads[2 + i]
+                convPads[spatial + i] += pads[rank + 2 + i]
+            }
+            conv.attributes.removeAll { $0.name == "pads" || $0.name == "auto_pad" }
+            conv.attributes.append(Attribute(name: "pads", value: .ints(convPads.map(Int64.init))))
+            conv.inputs[0] = pad.inputs[0]
+            graph.nodes[c] = conv
+            removed.insert(p)
+            uses[pad.outputs[0]] = 0
+        }
+        graph.nodes = graph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+
+    // MARK: Conv → Mul / Add with per-channel constants
+
+    /// Per-output-channel values of a constant that broadcasts as [M,1,...] against [N,M,...] (or a scalar).
+    func perChannel(_ name: String, channels m: Int, rank: Int) -> [Float]? {
+        guard let t = constant(name), t.dataType == .float else { return nil }
+        let v = t.floats
+        if v.count == 1 { return [Float](repeating: v[0], count: m) }
+        guard v.count == m else { return nil }
+        // Shapes [M,1,..,1] (rank-1 dims) or [1,M,1,..] (rank dims) broadcast per channel.
+        let dims = t.dims
+        let ok = (dims.count == rank - 1 && dims[0] == m && dims.dropFirst().allSatisfy { $0 == 1 })
+            || (dims.count == rank && dims[0] == 1 && dims[1] == m && dims.dropFirst(2).allSatisfy { $0 == 1 })
+        return ok ? v : nil
+    }
+
+    mutating func foldAffineIntoConv() {
+        var changed = true
+        while changed {
+            changed = false
+            let uses = useCounts()
+            for c in graph.nodes.indices where Rewriter.isDefaultConv(graph.nodes[c]) {
+                let conv = graph.nodes[c]
+                guard let wName = conv.inputs.dropFirst().first, let w = constant(wName), w.dataType == .float, w.dims.count >= 3,
+                      let next = soleConsumer(of: conv.outputs[0], uses),
+                      ["Mul", "Add"].contains(graph.nodes[next].opType), graph.nodes[next].domain.isEmpty else { continue }
+                let op = graph.nodes[next]
+                let other = op.inputs[0] == conv.outputs[0] ? op.inputs[1] : op.inputs[0]
+                let m = w.dims[0]
+                guard op.inputs.count == 2, other != conv.outputs[0],
+                      let values = perChannel(other, channels: m, rank: w.dims.count) else { continue }
+                var bias = conv.inputs.count > 2 && !conv.inputs[2].isEmpty ? floats(conv.inputs[2]) : [Float](repeating: 0, count: m)
+                guard bias?.count == m else { continue }
+                var newConv = conv
+                if op.opType == "Mul" {
+                    var weights = w.floats
+                    let per = weights.count / m
+                    for o in 0..<m { for j in 0..<per { weights[o * per + j] *= values[o] } }
+                    let wNew = "\(wName)/kizuki_scaled_\(c)"
+                    setInitializer(Tensor(name: wNew, floats: weights, dims: w.dims))
+                    newConv.inputs[1] = wNew
+                    for o in 0..<m { bias![o] *= values[o] }
+                } else {
+                    for o in 0..<m { bias![o] += values[o] }
+                }
+                let bName = "\(conv.name.isEmpty ? conv.outputs[0] : conv.name)/kizuki_bias_\(c)_\(op.opType)"
+                setInitializer(Tensor(name: bName, floats: bias!, dims: [m]))
+                if newConv.inputs.count < 3 { newConv.inputs.append(bName) } else { newConv.inputs[2] = bName }
+                newConv.outputs[0] = op.outputs[0]
+                graph.nodes[c] = newConv
+                graph.nodes.remove(at: next)
+                changed = true
+                break
+            }
+        }
+    }
+
+    // MARK: Conv → Clip / Relu
+
+    mutating func fuseActivations() {
+        let uses = useCounts()
+        var removed = Set<Int>()
+        for c in graph.nodes.indices where Rewriter.isDefaultConv(graph.nodes[c]) {
+            guard let a = soleConsumer(of: graph.nodes[c].outputs[0], uses) else { continue }
+            let act = graph.nodes[a]
+            guard act.domain.isEmpty, act.inputs.first == graph.nodes[c].outputs[0] else { continue }
+            var lo = -Float.infinity, hi = Float.infinity
+            switch act.opType {
+            case "Relu": lo = 0
+            case "Clip":
+                if case .float(let v)? = act.attribute("min") { lo = v }
+                if case .float(let v)? = act.attribute("max") { hi = v }
+                if act.inputs.count > 1, !act.inputs[1].isEmpty {
+                    guard let v = floats(act.inputs[1]), v.count == 1 else { continue }
+                    lo = v[0]
+                }
+                if act.inputs.count > 2, !act.inputs[2].isEmpty {
+                    guard let v = floats(act.inputs[2]), v.count == 1 else { continue }
+                    hi = v[0]
+                }
+            default: continue
+            }
+            var conv = graph.nodes[c]
+            conv.attributes.append(Attribute(name: FusedAttributes.clipMin, value: .float(lo)))
+            conv.attributes.append(Attribute(name: FusedAttributes.clipMax, value: .float(hi)))
+            conv.outputs[0] = act.outputs[0]
+            graph.nodes[c] = conv
+            removed.insert(a)
+        }
+        graph.nodes = graph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
     }
 }

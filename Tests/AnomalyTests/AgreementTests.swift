@@ -1,0 +1,50 @@
+import Foundation
+import XCTest
+@testable import Anomaly
+import Engine
+import OnnxIO
+
+/// The AUC and per-image scores Kizuki reports for the shipped Keras-trained model equal those
+/// computed independently with onnxruntime and NumPy (tools/ort_auc.py) on the same split.
+final class AgreementTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func testKizukiAgreesWithOnnxRuntimeAndNumPy() throws {
+        guard let python = ProcessInfo.processInfo.environment["KIZUKI_PYTHON"] else {
+            throw XCTSkip("KIZUKI_PYTHON not set (make test sets it to the venv with onnxruntime)")
+        }
+        let model = Self.root.appendingPathComponent("models/keras-seed/model.onnx")
+        let dataDir = FashionMNIST.directory(nil)
+        let scoresFile = FileManager.default.temporaryDirectory.appendingPathComponent("ort-scores-\(UUID().uuidString).npy")
+        defer { try? FileManager.default.removeItem(at: scoresFile) }
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [Self.root.appendingPathComponent("tools/ort_auc.py").path, model.path, "--data", dataDir.path,
+                       "--normal", "7", "--anomaly", "9", "--anchors", "6000", "--out", scoresFile.path]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let reference = try XCTUnwrap(JSONSerialization.jsonObject(with: text) as? [String: Any])
+        let referenceAUC = try XCTUnwrap(reference["auc"] as? Double)
+        let referenceScores = try Npy.read(scoresFile).elements(as: Double.self)
+
+        let embedder = try Embedder(modelFile: model)
+        let split = try FashionMNIST.experiment(normal: 7, anomaly: 9, from: dataDir)
+        let evaluation = try Evaluation.run(embedder: embedder, anchors: split.anchors, test: split.test, anchorCounts: [6000],
+                                            batches: [64], k: 1, fpr: nil)
+        print("AUC: Kizuki \(evaluation.rows[0].auc), onnxruntime + NumPy \(referenceAUC)")
+        XCTAssertEqual(evaluation.rows[0].auc, referenceAUC, accuracy: 1e-4)
+        XCTAssertEqual(evaluation.scores.count, referenceScores.count)
+        var worst = 0.0
+        for (k, r) in zip(evaluation.scores, referenceScores) {
+            let rel = abs(k - r) / max(abs(r), 1e-12)
+            worst = max(worst, rel)
+        }
+        print("largest relative score difference: \(worst)")
+        XCTAssertLessThanOrEqual(worst, 1e-4)
+    }
+}

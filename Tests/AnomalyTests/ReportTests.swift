@@ -1,0 +1,80 @@
+import Foundation
+import XCTest
+@testable import Anomaly
+
+/// The report renders in a real headless browser: its SVGs exist and every image decodes.
+final class ReportTests: XCTestCase {
+    func evaluation() -> Evaluation {
+        var rng = SeededGenerator(seed: 5)
+        let labels = (0..<40).map { $0 % 2 }
+        let scores = labels.map { Double($0) + Double.random(in: 0...1.5, using: &rng) }
+        return Evaluation(rows: [.init(anchors: 100, auc: (try? ROC.auc(scores: scores, labels: labels)) ?? 0, msPerImage: [:])],
+                          scores: scores, labels: labels, threshold: nil, k: 1)
+    }
+
+    func makeReport() throws -> String {
+        var rng = SeededGenerator(seed: 5)
+        let n = 40
+        let labels = (0..<n).map { $0 % 2 }
+        let scores = labels.map { Double($0) + Double.random(in: 0...1.5, using: &rng) }
+        let pixels = (0..<(n * 28 * 28)).map { _ in Float.random(in: 0...1, using: &rng) }
+        let test = ImageSet(height: 28, width: 28, pixels: pixels, labels: labels)
+        // The scores belong to the largest anchor set (100); the ROC's AUC label must be that row's.
+        let evaluation = Evaluation(rows: [.init(anchors: 100, auc: try ROC.auc(scores: scores, labels: labels), msPerImage: [1: 1.5, 20: 1.2]),
+                                           .init(anchors: 50, auc: 0.1234, msPerImage: [1: 1.4, 20: 1.1])],
+                                    scores: scores, labels: labels, threshold: 1.2, k: 1)
+        return try Report(title: "test report", modelName: "m.onnx", evaluation: evaluation, batches: [1, 20], test: test).html()
+    }
+
+    func testReportStructure() throws {
+        let html = try makeReport()
+        XCTAssertEqual(html.components(separatedBy: "<img src=\"data:image/png;base64,").count - 1, 16)
+        XCTAssertTrue(html.contains("<svg id=\"roc\""))
+        XCTAssertTrue(html.contains("<svg id=\"hist\""))
+        XCTAssertTrue(html.contains("threshold 1.2"))
+        let rocAUC = String(format: "AUC %.4f</text>", evaluation().rows[0].auc)
+        XCTAssertTrue(html.contains(rocAUC), "ROC label should show the largest anchor set's AUC")
+        XCTAssertFalse(html.contains("AUC 0.1234</text>"))
+    }
+
+    func testRendersInHeadlessChromium() throws {
+        guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw XCTSkip("chromium not installed (make deps installs it)")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kizuki-report-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let page = dir.appendingPathComponent("report.html")
+        try makeReport().write(to: page, atomically: true, encoding: .utf8)
+
+        func chrome(_ args: [String]) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: chromium)
+            p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(dir.path)/profile",
+                           "--virtual-time-budget=5000"] + args + [page.absoluteString]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        let dom = try chrome(["--dump-dom"])
+        XCTAssertTrue(dom.contains("data-images=\"16\""), "DOM after load: \(dom.prefix(400))")
+        XCTAssertTrue(dom.contains("data-images-loaded=\"16\""), "not every image decoded")
+        XCTAssertTrue(dom.contains("data-svgs=\"2\""))
+        let shot = dir.appendingPathComponent("shot.png")
+        _ = try chrome(["--screenshot=\(shot.path)", "--window-size=1000,1600"])
+        let (h, w, pixels) = try PNG.readGray(shot)
+        XCTAssertEqual(w, 1000)
+        XCTAssertEqual(h, 1600)
+        // A blank page would be one colour; the rendered one has text, bars and images.
+        XCTAssertGreaterThan(Set(pixels).count, 20)
+        // Keep the screenshot where `make test` can show it.
+        let keep = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".cache/report-screenshot.png")
+        try? FileManager.default.removeItem(at: keep)
+        try? FileManager.default.copyItem(at: shot, to: keep)
+    }
+}
