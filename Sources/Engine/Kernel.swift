@@ -67,11 +67,13 @@ public struct RunContext {
     /// Scratch memory of the size the kernel asked for (nil when it asked for none).
     public let scratch: UnsafeMutableRawPointer?
 
-    /// Runs `body` over `0..<count` split into at most `threads` contiguous chunks.
+    /// Runs `body` over `0..<count` split into at most `threads` contiguous chunks (each at least
+    /// `minChunk` long), on the session's persistent thread pool.
     public func parallelFor(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
-        let chunks = max(1, min(threads, count / max(minChunk, 1)))
+        let pool = ThreadPool.shared
+        let chunks = max(1, min(threads, pool.workerCount + 1, count / max(minChunk, 1)))
         if chunks <= 1 { if count > 0 { body(0..<count) }; return }
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        pool.run(chunks: chunks) { c in
             let lo = count * c / chunks, hi = count * (c + 1) / chunks
             if lo < hi { body(lo..<hi) }
         }

@@ -22,6 +22,7 @@ final class Plan {
 
     let threads: Int
     let checkFinite: Bool
+    let profile: Bool
     var steps: [Step] = []
     let arena: TensorStorage
     /// Graph outputs: from the arena, a constant, or straight from a feed.
@@ -32,6 +33,7 @@ final class Plan {
     init(session: Session, feeds: [String: HostTensor]) throws {
         threads = max(1, session.options.threads)
         checkFinite = session.options.checkFinite
+        profile = session.options.profile
 
         // 1. Shape inference and constant folding, node by node.
         var specs: [String: ValueSpec] = [:]
@@ -178,15 +180,18 @@ final class Plan {
                            "node \(node.label) failed with inputs (\(shapes)): \(error)")
     }
 
-    func run(feeds: [String: HostTensor]) throws -> [String: HostTensor] {
+    /// Runs every step; with profiling on, `timed(opType, seconds)` after each.
+    func run(feeds: [String: HostTensor], timed: (String, Double) -> Void) throws -> [String: HostTensor] {
         for i in steps.indices {
             var inputs = steps[i].boundInputs
             for (j, name) in steps[i].feedInputs { inputs[j] = feeds[name]!.ref }
             let step = steps[i]
             let context = RunContext(threads: threads, scratch: step.scratchOffset.map { arena.pointer + $0 })
+            let start = profile ? DispatchTime.now().uptimeNanoseconds : 0
             do { try step.kernel.run(inputs: inputs, outputs: step.boundOutputs, context: context) } catch {
                 throw Plan.nodeError(step.node, step.inputs.map { $0?.spec }, error)
             }
+            if profile { timed(Plan.profileLabel(step), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
             if checkFinite { try Plan.checkFinite(step) }
         }
         var result: [String: HostTensor] = [:]
@@ -202,6 +207,17 @@ final class Plan {
             result[name] = out
         }
         return result
+    }
+
+    /// Op type, with the kind of convolution (depthwise, 1x1, k x k) and any fused activation.
+    static func profileLabel(_ step: Step) -> String {
+        var label = step.node.opType
+        if label == "Conv", step.inputs.count > 1, let w = step.inputs[1]?.spec.shape, w.count == 4 {
+            if case .int(let g)? = step.node.attribute("group"), g > 1, Int(g) == w[0] { label += " depthwise \(w[2])x\(w[3])" }
+            else { label += " \(w[2])x\(w[3])" }
+        }
+        if step.node.attribute(FusedAttributes.clipMin) != nil { label += " +Clip" }
+        return label
     }
 
     static func checkFinite(_ step: Step) throws {

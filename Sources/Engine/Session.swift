@@ -9,6 +9,8 @@ public struct SessionOptions: Sendable {
     public var checkFinite = false
     /// Apply graph rewrites (fusions) before planning.
     public var optimize = true
+    /// Time every node; read the totals with `Session.profile`.
+    public var profile = false
     public init() {}
 }
 
@@ -22,6 +24,9 @@ public final class Session {
     let constants: [String: HostTensor]
     private var plans: [String: [Plan]] = [:]
     private let lock = NSLock()
+
+    /// Per op type: total seconds and calls over every run since the session was made (with `options.profile`).
+    public private(set) var profile: [String: (seconds: Double, calls: Int)] = [:]
 
     public var inputs: [ValueInfo] { graph.inputs.filter { constants[$0.name] == nil } }
     public var outputs: [ValueInfo] { graph.outputs }
@@ -72,6 +77,8 @@ public final class Session {
             throw EngineError(.unsupported, "the model uses \(unsupported.count) unsupported operator(s):\n" + lines.joined(separator: "\n"))
         }
         self.steps = built
+        // The engine parallelises GEMMs itself on its thread pool; BLAS threads would spin against it.
+        openblas_set_num_threads(1)
     }
 
     /// Nodes sorted so each comes after the producers of its inputs (models need not be sorted).
@@ -117,8 +124,10 @@ public final class Session {
             plan = try Plan(session: self, feeds: feeds)
             plans[signature, default: []].append(plan)
         }
-        openblas_set_num_threads(Int32(options.threads))
-        return try plan.run(feeds: feeds)
+        return try plan.run(feeds: feeds) { op, seconds in
+            let seen = profile[op] ?? (0, 0)
+            profile[op] = (seen.seconds + seconds, seen.calls + 1)
+        }
     }
 
     /// Wrong names, ranks, shapes and element types, each explained with the expected shape.

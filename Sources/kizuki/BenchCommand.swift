@@ -12,6 +12,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Thread counts, comma separated.") var threads = "1,\(ProcessInfo.processInfo.activeProcessorCount)"
     @Option(help: "Seconds of timed runs per configuration (after warm-up).") var seconds = 3.0
     @Flag(help: "Print JSON lines instead of a table.") var json = false
+    @Flag(help: "After each configuration, print time per op type.") var profile = false
 
     func validate() throws {
         guard parse(batch) != nil else { throw ValidationError("--batch takes positive integers separated by commas, got '\(batch)'") }
@@ -32,6 +33,7 @@ struct Bench: ParsableCommand {
             for t in parse(threads)! {
                 var options = SessionOptions()
                 options.threads = t
+                options.profile = profile
                 let session = try Session(model: loaded, options: options)
                 for b in parse(batch)! {
                     let feeds = try Bench.randomFeeds(session, batch: b)
@@ -52,6 +54,7 @@ struct Bench: ParsableCommand {
                     } else {
                         print(String(format: "%5d %7d %11.3f %11.3f %11.3f %9.3f %14.1f", b, t, median, times.first!, times.last!, median / Double(b), rss))
                     }
+                    if profile { Bench.printProfile(session) }
                 }
             }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
@@ -73,6 +76,15 @@ struct Bench: ParsableCommand {
             feeds[info.name] = HostTensor(shape: shape, floats: (0..<count).map { _ in Float.random(in: 0..<1, using: &generator) })
         }
         return feeds
+    }
+
+    /// Share of time per op type, over every run of the session so far.
+    static func printProfile(_ session: Session) {
+        let total = session.profile.values.reduce(0) { $0 + $1.seconds }
+        for (op, entry) in session.profile.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+            print("      " + op.padding(toLength: 28, withPad: " ", startingAt: 0)
+                + String(format: "%6.1f%%  %8.1f us/call  %7d calls", 100 * entry.seconds / total, 1e6 * entry.seconds / Double(entry.calls), entry.calls))
+        }
     }
 
     static func peakRSSMiB() -> Double {

@@ -388,9 +388,7 @@ final class ConvKernel: Kernel {
         let items = tasks * split
         if context.threads > 1 && items > 1 {
             // These GEMMs are too small for BLAS to split well: run whole ones in parallel instead.
-            withSingleThreadedBLAS(context) {
-                context.parallelFor(items) { range in for i in range { item(i) } }
-            }
+            context.parallelFor(items) { range in for i in range { item(i) } }
         } else {
             for i in 0..<items { item(i) }
         }
@@ -406,7 +404,7 @@ final class ConvKernel: Kernel {
                 for ni in 0..<n { (xt + ci * cols + ni * s).update(from: x + (ni * c + ci) * s, count: s) }
             }
         }
-        sgemm(m: m, n: cols, k: c, a: w, lda: c, b: xt, ldb: cols, c: yt, ldc: cols)
+        sgemm(context: context, m: m, n: cols, k: c, a: w, lda: c, b: xt, ldb: cols, c: yt, ldc: cols)
         let act = activation
         context.parallelFor(m, minChunk: max(1, 16384 / max(cols, 1))) { range in
             for mi in range {
@@ -438,7 +436,11 @@ final class ConvKernel: Kernel {
                 for row in 0..<kdim { convIm2colRow(g, row: row, src: src, dst: col + row * os) }
             }
             let yp = y + (n * g.outC + gr * mg) * os
-            sgemm(m: mg, n: os, k: kdim, a: w + gr * mg * kdim, lda: kdim, b: col, ldb: os, c: yp, ldc: os)
+            if parallel {
+                sgemm(context: context, m: mg, n: os, k: kdim, a: w + gr * mg * kdim, lda: kdim, b: col, ldb: os, c: yp, ldc: os)
+            } else {
+                sgemm(m: mg, n: os, k: kdim, a: w + gr * mg * kdim, lda: kdim, b: col, ldb: os, c: yp, ldc: os)
+            }
             if parallel {
                 epilogueRows(yp, rows: mg, length: os, firstChannel: gr * mg, bias: bias, context: context)
             } else if bias != nil || act != .none {
@@ -447,25 +449,15 @@ final class ConvKernel: Kernel {
         }
         if context.threads > 1 && tasks > 1 && slots > 1 {
             // Whole (image, group) problems in parallel, each chunk with its own column buffer.
-            withSingleThreadedBLAS(context) {
-                context.parallelFor(slots) { slotRange in
-                    let col = scratch + slotRange.lowerBound * g.im2colFloats
-                    let first = tasks * slotRange.lowerBound / slots, last = tasks * slotRange.upperBound / slots
-                    for i in first..<last { task(i, col: col, parallel: false) }
-                }
+            context.parallelFor(slots) { slotRange in
+                let col = scratch + slotRange.lowerBound * g.im2colFloats
+                let first = tasks * slotRange.lowerBound / slots, last = tasks * slotRange.upperBound / slots
+                for i in first..<last { task(i, col: col, parallel: false) }
             }
         } else {
             for i in 0..<tasks { task(i, col: scratch, parallel: true) }
         }
     }
-}
-
-/// Runs `body` with OpenBLAS limited to one thread (for GEMMs issued from several threads at once),
-/// then gives BLAS back the session's thread count.
-func withSingleThreadedBLAS(_ context: RunContext, _ body: () -> Void) {
-    openblas_set_num_threads(1)
-    body()
-    openblas_set_num_threads(Int32(context.threads))
 }
 
 /// One im2col row: kernel offset (c, kd, kh, kw) sampled at every output position; zeros where it reads padding.

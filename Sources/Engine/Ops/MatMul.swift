@@ -76,7 +76,7 @@ final class MatMulKernel: Kernel {
             }
         } else {
             forEachBatch(d) { ao, bo, yo, rows in
-                sgemm(m: rows, n: d.n, k: d.k, a: a.floats + ao, lda: d.k, b: b.floats + bo, ldb: d.n, c: y.floats + yo, ldc: d.n)
+                sgemm(context: context, m: rows, n: d.n, k: d.k, a: a.floats + ao, lda: d.k, b: b.floats + bo, ldb: d.n, c: y.floats + yo, ldc: d.n)
             }
         }
     }
@@ -158,7 +158,7 @@ final class GemmKernel: Kernel {
         } else {
             let yp = y.floats
             if let c, useC { fillBroadcast(c, c.floats, yp, m, n, scale: beta) }
-            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a.floats, lda: a.shape[1],
+            sgemm(context: context, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a.floats, lda: a.shape[1],
                   b: b.floats, ldb: b.shape[1], beta: useC ? 1 : 0, c: yp, ldc: n)
         }
     }

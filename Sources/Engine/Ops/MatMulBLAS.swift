@@ -40,3 +40,23 @@ func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, a
                 blasint(m), blasint(n), blasint(k), alpha, a, blasint(max(lda, 1)), b, blasint(max(ldb, 1)),
                 beta, c, blasint(max(ldc, 1)))
 }
+
+/// `sgemm` split over the session's threads by columns of C: OpenBLAS runs single-threaded (the
+/// engine owns all parallelism, so BLAS threads never spin against the pool's), and each thread
+/// computes C[:, lo..<hi] = op(A) · op(B)[:, lo..<hi]. Small products stay on one thread.
+func sgemm(context: RunContext, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+           beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    // Below ~128 KFLOP per thread the split costs more than it saves; keep columns in 16s (cache lines).
+    let blocks = n / 16
+    let flopsPerColumn = 2 * m * k
+    guard context.threads > 1, blocks >= 2, flopsPerColumn * n >= 1 << 18 else {
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
+    context.parallelFor(blocks, minChunk: max(1, (1 << 17) / max(flopsPerColumn * 16, 1))) { range in
+        let lo = range.lowerBound * 16, hi = range.upperBound == blocks ? n : range.upperBound * 16
+        sgemm(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha, a: a, lda: lda,
+              b: transB ? b + lo * ldb : b + lo, ldb: ldb, beta: beta, c: c + lo, ldc: ldc)
+    }
+}
