@@ -83,14 +83,7 @@ final class CArena {
 
     /// Turns kept bytes back into a C message of the right type (freed with the arena).
     func restore<T>(_ opaque: OpaqueMessage, as type: T.Type) throws -> UnsafeMutablePointer<T> {
-        let descriptor: UnsafePointer<ProtobufCMessageDescriptor>
-        switch opaque.kind {
-        case .function: descriptor = withUnsafePointer(to: onnx__function_proto__descriptor) { $0 }
-        case .trainingInfo: descriptor = withUnsafePointer(to: onnx__training_info_proto__descriptor) { $0 }
-        case .sparseTensor: descriptor = withUnsafePointer(to: onnx__sparse_tensor_proto__descriptor) { $0 }
-        case .typeProto: descriptor = withUnsafePointer(to: onnx__type_proto__descriptor) { $0 }
-        case .tensorAnnotation: descriptor = withUnsafePointer(to: onnx__tensor_annotation__descriptor) { $0 }
-        }
+        let descriptor = Descriptors.of(opaque.kind)
         let message: UnsafeMutablePointer<ProtobufCMessage>? = opaque.bytes.withUnsafeBytes { raw in
             let empty: UInt8 = 0
             return withUnsafePointer(to: empty) { fallback in
@@ -103,6 +96,34 @@ final class CArena {
         }
         unpacked.append(message)
         return UnsafeMutableRawPointer(message).assumingMemoryBound(to: T.self)
+    }
+}
+
+/// The generated descriptors, by address. A C `const` global cannot be passed by address from
+/// Swift (`withUnsafePointer(to:)` would point at a temporary copy), so each is read from a message
+/// its generated `init` set up.
+enum Descriptors {
+    static func read<T>(_ initialise: (UnsafeMutablePointer<T>) -> Void) -> UnsafePointer<ProtobufCMessageDescriptor> {
+        let m = UnsafeMutablePointer<T>.allocate(capacity: 1)
+        defer { m.deallocate() }
+        initialise(m)
+        return UnsafeRawPointer(m).assumingMemoryBound(to: ProtobufCMessage.self).pointee.descriptor
+    }
+
+    static let function = read(onnx__function_proto__init)
+    static let trainingInfo = read(onnx__training_info_proto__init)
+    static let sparseTensor = read(onnx__sparse_tensor_proto__init)
+    static let typeProto = read(onnx__type_proto__init)
+    static let tensorAnnotation = read(onnx__tensor_annotation__init)
+
+    static func of(_ kind: OpaqueMessage.Kind) -> UnsafePointer<ProtobufCMessageDescriptor> {
+        switch kind {
+        case .function: return function
+        case .trainingInfo: return trainingInfo
+        case .sparseTensor: return sparseTensor
+        case .typeProto: return typeProto
+        case .tensorAnnotation: return tensorAnnotation
+        }
     }
 }
 
