@@ -28,6 +28,9 @@ public final class Session {
     /// Per op type: total seconds and calls over every run since the session was made (with `options.profile`).
     public private(set) var profile: [String: (seconds: Double, calls: Int)] = [:]
 
+    /// Plans made so far (one per input signature).
+    public var planCount: Int { lock.lock(); defer { lock.unlock() }; return plans.values.reduce(0) { $0 + $1.count } }
+
     public var inputs: [ValueInfo] { graph.inputs.filter { constants[$0.name] == nil } }
     public var outputs: [ValueInfo] { graph.outputs }
 
