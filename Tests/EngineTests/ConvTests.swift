@@ -282,6 +282,7 @@ final class ConvTests: XCTestCase {
     func testFusedAffineAndActivation() throws {
         let cases: [ConvCase] = [
             ConvCase(x: [1, 8, 17, 17], m: 6, kernel: [1, 1]),                                // pointwise
+            ConvCase(x: [1, 16, 6, 6], m: 70, kernel: [1, 1]),                                // pointwise split by rows
             ConvCase(x: [4, 8, 3, 3], m: 5, kernel: [1, 1]),                                  // pointwise batched
             ConvCase(x: [1, 24, 3, 3], m: 19, kernel: [1, 1]),                                // pointwise panels
             ConvCase(x: [2, 5, 9, 11], m: 5, kernel: [3, 3], group: 5, pads: [1, 1, 1, 1]),   // depthwise s1

@@ -372,17 +372,25 @@ final class ConvKernel: Kernel {
         // Work items: (image, group, column range). With fewer images·groups than threads (one image),
         // the pixels are split too, so every thread runs a whole single-threaded GEMM of its own.
         let tasks = g.batch * g.group
-        let split = context.threads > tasks ? min((context.threads + tasks - 1) / tasks, max(1, s / 64)) : 1
+        // Too few maps to go round: split each GEMM by columns (pixels) when maps are wide, else by
+        // rows (output channels), which late layers (few pixels, many channels) have plenty of.
+        let wanted = context.threads > tasks ? (context.threads + tasks - 1) / tasks : 1
+        let byColumns = s >= 128
+        let split = byColumns ? min(wanted, max(1, s / 64)) : min(wanted, max(1, mg / 32))
         func item(_ i: Int) {
             let t = i / split, part = i % split
             let n = t / g.group, gr = t % g.group
-            // Column ranges in multiples of 16 so each starts on a cache line.
-            let lo = (s * part / split) / 16 * 16, hi = part == split - 1 ? s : (s * (part + 1) / split) / 16 * 16
+            // Ranges in multiples of 16 so each starts on a cache line (columns) or a whole panel (rows).
+            let extent = byColumns ? s : mg
+            let lo = (extent * part / split) / 16 * 16, hi = part == split - 1 ? extent : (extent * (part + 1) / split) / 16 * 16
             if lo >= hi { return }
-            let yp = y + (n * g.outC + gr * mg) * s + lo
-            sgemm(m: mg, n: hi - lo, k: cg, a: w + gr * mg * cg, lda: cg, b: x + (n * g.inC + gr * cg) * s + lo, ldb: s, c: yp, ldc: s)
+            let (c0, c1) = byColumns ? (lo, hi) : (0, s)
+            let (r0, r1) = byColumns ? (0, mg) : (lo, hi)
+            let yp = y + (n * g.outC + gr * mg + r0) * s + c0
+            sgemm(m: r1 - r0, n: c1 - c0, k: cg, a: w + (gr * mg + r0) * cg, lda: cg, b: x + (n * g.inC + gr * cg) * s + c0, ldb: s,
+                  c: yp, ldc: s)
             if bias != nil || act != .none {
-                for r in 0..<mg { convEpilogue(yp + r * s, hi - lo, bias: bias?[gr * mg + r] ?? 0, act) }
+                for r in r0..<r1 { convEpilogue(yp + (r - r0) * s, c1 - c0, bias: bias?[gr * mg + r] ?? 0, act) }
             }
         }
         let items = tasks * split
