@@ -8,23 +8,6 @@ import OnnxIO
 
 // MARK: - Harness
 
-/// SplitMix64, so a failing case reproduces from its seed.
-struct CVRandom {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
-    mutating func float() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
-    mutating func floats(_ n: Int) -> [Float] { (0..<n).map { _ in float() } }
-    mutating func tensor(_ shape: [Int]) -> HostTensor { HostTensor(shape: shape, floats: floats(shape.reduce(1, *))) }
-}
-
 func attr(_ name: String, _ v: Int) -> Attribute { Attribute(name: name, value: .int(Int64(v))) }
 func attr(_ name: String, _ v: [Int]) -> Attribute { Attribute(name: name, value: .ints(v.map { Int64($0) })) }
 func attr(_ name: String, _ v: Float) -> Attribute { Attribute(name: name, value: .float(v)) }
@@ -236,7 +219,7 @@ final class ConvTests: XCTestCase {
 
     private func check(_ cc: ConvCase, seed: UInt64, weightsConstant: Bool = true, threads: Int = 2,
                        file: StaticString = #filePath, line: UInt = #line) throws {
-        var rng = CVRandom(seed)
+        var rng = TestRandom(seed)
         let x = rng.tensor(cc.x)
         let w = rng.tensor([cc.m, cc.x[1] / cc.group] + cc.kernel)
         let b = cc.bias ? rng.tensor([cc.m]) : nil
@@ -258,7 +241,7 @@ final class ConvTests: XCTestCase {
     }
 
     func testConvRandomised() throws {
-        var rng = CVRandom(7)
+        var rng = TestRandom(7)
         for i in 0..<60 {
             let r = rng.int(1...2) + (i % 10 == 0 ? 1 : 0)
             let depthwise = rng.int(0...2) == 0
@@ -295,7 +278,7 @@ final class ConvTests: XCTestCase {
         for (i, cc) in cases.enumerated() {
             for (j, act) in activations.enumerated() {
                 for constant in [true, false] {
-                    var rng = CVRandom(UInt64(500 + i * 10 + j))
+                    var rng = TestRandom(UInt64(500 + i * 10 + j))
                     let x = rng.tensor(cc.x)
                     let w = rng.tensor([cc.m, cc.x[1] / cc.group] + cc.kernel)
                     let b = cc.bias ? rng.tensor([cc.m]) : nil
@@ -333,7 +316,7 @@ final class ConvTests: XCTestCase {
 
     /// The graph optimiser's fused Clip / Relu arrives as internal attributes on the Conv node.
     func testFusedActivationAttributes() throws {
-        var rng = CVRandom(12)
+        var rng = TestRandom(12)
         let cc = ConvCase(x: [2, 6, 5, 5], m: 4, kernel: [1, 1])
         let x = rng.tensor(cc.x), w = rng.tensor([4, 6, 1, 1]), b = rng.tensor([4])
         let plain = referenceConv(x: x, w: w, b: b, group: 1, strides: [1, 1], dilations: [1, 1], padBegin: [0, 0], output: [5, 5])
@@ -348,7 +331,7 @@ final class ConvTests: XCTestCase {
 
     /// An affine folded after the plan was made still applies (the weights are refolded per run).
     func testFoldAfterFirstRun() throws {
-        var rng = CVRandom(3)
+        var rng = TestRandom(3)
         let cc = ConvCase(x: [2, 4, 6, 6], m: 4, kernel: [3, 3], group: 4, pads: [1, 1, 1, 1])
         let x = rng.tensor(cc.x), w = rng.tensor([4, 1, 3, 3]), b = rng.tensor([4])
         let (session, feeds, names) = try makeSession("Conv", convAttributes(cc), inputs: [.fed(x), .constant(w), .constant(b)])
@@ -363,7 +346,7 @@ final class ConvTests: XCTestCase {
     }
 
     func testConvRejectsBadShapes() {
-        var rng = CVRandom(1)
+        var rng = TestRandom(1)
         XCTAssertThrowsError(try runNode("Conv", [attr("group", 2)], inputs: [.fed(rng.tensor([1, 3, 5, 5])), .constant(rng.tensor([4, 1, 3, 3]))]))
         XCTAssertThrowsError(try runNode("Conv", [], inputs: [.fed(rng.tensor([1, 3, 5, 5])), .constant(rng.tensor([4, 2, 3, 3]))]))
         XCTAssertThrowsError(try runNode("Conv", [attr("kernel_shape", [2, 2])], inputs: [.fed(rng.tensor([1, 3, 5, 5])), .constant(rng.tensor([4, 3, 3, 3]))]))
@@ -422,7 +405,7 @@ final class ConvTests: XCTestCase {
             Case(x: [1, 1, 4, 4], mg: 2, k: [3, 3], s: [2, 2], autoPad: "SAME_UPPER"),
             Case(x: [1, 1, 4, 3], mg: 2, k: [4, 3], s: [2, 2], autoPad: "SAME_LOWER"),
         ]
-        var rng = CVRandom(401)
+        var rng = TestRandom(401)
         for _ in 0..<15 {
             let r = rng.int(1...2), group = rng.int(1...2)
             table.append(Case(x: [rng.int(1...2), group * rng.int(1...2)] + (0..<r).map { _ in rng.int(1...5) }, mg: rng.int(1...3),
@@ -430,7 +413,7 @@ final class ConvTests: XCTestCase {
                               d: (0..<r).map { _ in rng.int(1...2) }, pads: (0..<2 * r).map { _ in rng.int(0...1) }, bias: rng.int(0...1) == 1))
         }
         for (i, tc) in table.enumerated() {
-            var rng = CVRandom(UInt64(700 + i))
+            var rng = TestRandom(UInt64(700 + i))
             let r = tc.k.count
             let x = rng.tensor(tc.x), w = rng.tensor([tc.x[1], tc.mg] + tc.k), b = tc.bias ? rng.tensor([tc.mg * tc.group]) : nil
             let s = tc.s ?? Array(repeating: 1, count: r), d = tc.d ?? Array(repeating: 1, count: r)
@@ -533,7 +516,7 @@ final class ConvTests: XCTestCase {
             PoolCase(x: [3, 2, 11], kernel: [4], strides: [3], pads: [2, 1]),
             PoolCase(x: [1, 2, 5, 6, 4], kernel: [2, 3, 2], strides: [2, 1, 2], pads: [0, 1, 1, 1, 1, 0], ceil: true),
         ]
-        var rng = CVRandom(77)
+        var rng = TestRandom(77)
         for _ in 0..<30 {
             let r = rng.int(1...3)
             let k = (0..<r).map { _ in rng.int(1...3) }
@@ -544,7 +527,7 @@ final class ConvTests: XCTestCase {
                                   includePad: rng.int(0...1) == 1))
         }
         for (i, pc) in table.enumerated() {
-            var rng = CVRandom(UInt64(300 + i))
+            var rng = TestRandom(UInt64(300 + i))
             let x = rng.tensor(pc.x)
             for isMax in [true, false] {
                 let (want, shape) = referencePool(x, pc, max: isMax)
@@ -567,7 +550,7 @@ final class ConvTests: XCTestCase {
     }
 
     func testMaxUnpoolInvertsMaxPool() throws {
-        var rng = CVRandom(17)
+        var rng = TestRandom(17)
         for (shape, k, st, outShape) in [([2, 3, 6, 6], [2, 2], [2, 2], nil), ([1, 2, 7, 6], [3, 2], [2, 2], [1, 2, 8, 7]),
                                          ([1, 1, 9], [3], [3], nil)] as [([Int], [Int], [Int], [Int]?)] {
             let x = rng.tensor(shape)
@@ -591,7 +574,7 @@ final class ConvTests: XCTestCase {
     }
 
     func testGlobalPools() throws {
-        var rng = CVRandom(9)
+        var rng = TestRandom(9)
         for shape in [[2, 3, 5, 7], [1, 4, 3], [3, 2, 2, 3, 4], [2, 5, 1, 1], [1, 2, 9, 9]] {
             let x = rng.tensor(shape)
             let size = shape.dropFirst(2).reduce(1, *)
@@ -640,7 +623,7 @@ final class ConvTests: XCTestCase {
             ([3, 4], [4, 5]), ([4], [4]), ([4], [2, 4, 3]), ([2, 3, 4], [4]), ([2, 1, 3, 4], [5, 4, 6]),
             ([5, 3, 4], [4, 2]), ([1, 3, 4], [2, 4, 2]), ([2, 3, 0], [0, 4]), ([7, 1, 6], [7, 6, 1]),
         ]
-        var rng = CVRandom(11)
+        var rng = TestRandom(11)
         for _ in 0..<20 {
             let m = rng.int(1...9), k = rng.int(1...9), n = rng.int(1...9)
             let ba = (0..<rng.int(0...2)).map { _ in [1, 2, 3][rng.int(0...2)] }
@@ -648,7 +631,7 @@ final class ConvTests: XCTestCase {
             cases.append((ba + [m, k], Array(bb.dropFirst(rng.int(0...bb.count))) + [k, n]))
         }
         for (i, (sa, sb)) in cases.enumerated() {
-            var rng = CVRandom(UInt64(40 + i))
+            var rng = TestRandom(UInt64(40 + i))
             let a = rng.tensor(sa), b = rng.tensor(sb)
             let (want, shape) = referenceMatMul(a, b)
             for constant in [false, true] {
@@ -656,13 +639,13 @@ final class ConvTests: XCTestCase {
                 assertClose(got, want, shape: shape, "MatMul \(sa) × \(sb)")
             }
         }
-        var r2 = CVRandom(2)
+        var r2 = TestRandom(2)
         XCTAssertThrowsError(try runNode("MatMul", inputs: [.fed(r2.tensor([3, 4])), .fed(r2.tensor([5, 2]))]))
         XCTAssertThrowsError(try runNode("MatMul", inputs: [.fed(r2.tensor([2, 3, 4])), .fed(r2.tensor([3, 4, 2]))]))
     }
 
     func testGemm() throws {
-        var rng = CVRandom(21)
+        var rng = TestRandom(21)
         var cases: [(m: Int, k: Int, n: Int, ta: Bool, tb: Bool, alpha: Float, beta: Float, c: [Int]?)] = [
             (3, 4, 5, false, false, 1, 1, [5]), (3, 4, 5, true, false, 0.5, 2, [3, 5]), (3, 4, 5, false, true, 1, 1, [3, 1]),
             (3, 4, 5, true, true, -1, 0.25, [1]), (2, 6, 3, false, false, 1, 1, []), (2, 6, 3, false, false, 2, 1, nil),
@@ -674,7 +657,7 @@ final class ConvTests: XCTestCase {
             cases.append((m, rng.int(1...8), n, rng.int(0...1) == 1, rng.int(0...1) == 1, rng.float() * 2, rng.float() * 2, cs[rng.int(0...5)]))
         }
         for (i, g) in cases.enumerated() {
-            var rng = CVRandom(UInt64(60 + i))
+            var rng = TestRandom(UInt64(60 + i))
             let a = rng.tensor(g.ta ? [g.k, g.m] : [g.m, g.k]), b = rng.tensor(g.tb ? [g.n, g.k] : [g.k, g.n])
             let c = g.c.map { rng.tensor($0) }
             let av = a.floats, bv = b.floats, cv = c?.floats ?? []
@@ -770,7 +753,7 @@ final class ConvTests: XCTestCase {
             ([1, 1, 4, 4], nil, [1, 1, 7, 3], true, "align_corners", ""),
             ([1, 2, 3, 5], [1, 1, 1.5, 2], nil, true, "asymmetric", ""),
         ]
-        var rng = CVRandom(31)
+        var rng = TestRandom(31)
         let coords = ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn"]
         let nearests = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
         for _ in 0..<30 {
@@ -784,7 +767,7 @@ final class ConvTests: XCTestCase {
             }
         }
         for (i, rc) in cases.enumerated() {
-            var rng = CVRandom(UInt64(80 + i))
+            var rng = TestRandom(UInt64(80 + i))
             let x = rng.tensor(rc.x)
             let out: [Int], scales: [Double]
             if let s = rc.scales {
@@ -806,7 +789,7 @@ final class ConvTests: XCTestCase {
     }
 
     func testUpsampleAndLegacyResize() throws {
-        var rng = CVRandom(5)
+        var rng = TestRandom(5)
         let x = rng.tensor([1, 2, 3, 4])
         let xv = x.floats
         // Upsample-7 (scales attribute), Upsample-9 and Resize-10 (scales input): asymmetric, floor.

@@ -11,20 +11,6 @@ import OnnxIO
 
 // MARK: - Harness
 
-/// Deterministic generator (SplitMix64) so random cases reproduce.
-struct DMRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476C_E5B9_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
-}
-
 enum DM {
     /// An input of the node under test: fed at run time, an initializer, or omitted ("").
     enum Operand {
@@ -67,7 +53,7 @@ enum DM {
     static func i64(_ v: [Int]) -> HostTensor { HostTensor(shape: [v.count], int64s: v.map { Int64($0) }) }
 
     /// A tensor of random bytes (every element distinct enough to catch a wrong source index).
-    static func random(_ dtype: DataType, _ shape: [Int], _ rng: inout DMRandom) -> HostTensor {
+    static func random(_ dtype: DataType, _ shape: [Int], _ rng: inout TestRandom) -> HostTensor {
         let t = HostTensor(dtype: dtype, shape: shape)
         let p = t.storage.pointer.assumingMemoryBound(to: UInt8.self)
         for i in 0..<t.byteCount { p[i] = UInt8.random(in: 0...255, using: &rng) }
@@ -147,7 +133,7 @@ final class DataMovementTests: XCTestCase {
             ([0, 3], [1, 0]),
             ([], []),
         ]
-        var rng = DMRandom(1)
+        var rng = TestRandom(1)
         for (i, (shape, perm)) in table.enumerated() {
             for dtype in DM.moveTypes {
                 let x = DM.random(dtype, shape, &rng)
@@ -160,7 +146,7 @@ final class DataMovementTests: XCTestCase {
     }
 
     func testTransposeRandomised() throws {
-        var rng = DMRandom(2)
+        var rng = TestRandom(2)
         for trial in 0..<60 {
             let rank = rng.int(1...5)
             let shape = (0..<rank).map { _ in rng.int(1...(rank <= 3 ? 40 : 9)) }
@@ -227,7 +213,7 @@ final class DataMovementTests: XCTestCase {
             ([7], [2], [5], nil, nil),
             ([9, 4], [1, big], [big, small], [0, 1], [big, small]),         // INT_MAX / INT_MIN steps: one element each
         ]
-        var rng = DMRandom(3)
+        var rng = TestRandom(3)
         for (i, c) in table.enumerated() {
             for dtype in [DataType.float, .uint8, .int64, .float16] {
                 let x = DM.random(dtype, c.shape, &rng)
@@ -242,7 +228,7 @@ final class DataMovementTests: XCTestCase {
     }
 
     func testSliceOpset9Attributes() throws {
-        var rng = DMRandom(4)
+        var rng = TestRandom(4)
         let x = DM.random(.float, [3, 4, 5], &rng)
         let got = try DM.run("Slice", opset: 9, [.feed(x)], [DM.ints("starts", [1, -3]), DM.ints("ends", [3, 100]), DM.ints("axes", [0, 2])])
         let (outShape, map) = Self.referenceSlice([3, 4, 5], starts: [1, -3], ends: [3, 100], axes: [0, 2], steps: nil)
@@ -250,7 +236,7 @@ final class DataMovementTests: XCTestCase {
     }
 
     func testSliceRandomised() throws {
-        var rng = DMRandom(5)
+        var rng = TestRandom(5)
         for trial in 0..<80 {
             let rank = rng.int(1...4)
             let shape = (0..<rank).map { _ in rng.int(1...12) }
@@ -275,7 +261,7 @@ final class DataMovementTests: XCTestCase {
     // MARK: - Concat
 
     func testConcat() throws {
-        var rng = DMRandom(6)
+        var rng = TestRandom(6)
         let table: [([[Int]], Int)] = [
             ([[2, 3], [2, 5]], 1), ([[2, 3], [4, 3], [1, 3]], 0), ([[2, 3, 4], [2, 3, 1]], -1),
             ([[3], [0], [4]], 0), ([[2, 2, 2], [2, 7, 2]], -2),
@@ -308,7 +294,7 @@ final class DataMovementTests: XCTestCase {
     // MARK: - Gather
 
     func testGather() throws {
-        var rng = DMRandom(7)
+        var rng = TestRandom(7)
         var cases: [([Int], Int, [Int], [Int])] = [  // data shape, axis, indices shape, indices
             ([5, 4], 0, [3], [0, -1, 2]),
             ([5, 4, 3], 1, [2, 2], [3, 0, -4, 1]),
@@ -353,7 +339,7 @@ final class DataMovementTests: XCTestCase {
     // MARK: - Tile
 
     func testTile() throws {
-        var rng = DMRandom(8)
+        var rng = TestRandom(8)
         var cases: [([Int], [Int])] = [([2, 3], [2, 2]), ([3], [4]), ([2, 1, 3], [1, 5, 2]), ([2, 2], [0, 3]), ([], [])]
         for _ in 0..<20 {
             let rank = rng.int(1...4)
@@ -406,7 +392,7 @@ final class DataMovementTests: XCTestCase {
     }
 
     func testPad() throws {
-        var rng = DMRandom(9)
+        var rng = TestRandom(9)
         var cases: [([Int], [Int], [Int], String)] = [
             ([3, 4], [0, 2], [0, 1], "constant"),
             ([1, 3, 4, 5], [0, 0, 1, 2], [0, 0, 3, 1], "reflect"),
@@ -439,7 +425,7 @@ final class DataMovementTests: XCTestCase {
     }
 
     func testPadAxesAndOldOpsets() throws {
-        var rng = DMRandom(10)
+        var rng = TestRandom(10)
         // Opset 18 axes input (negative axis), int32 data with an int32 constant_value.
         let x = DM.random(.int32, [2, 3, 4], &rng)
         var seven: Int32 = 7
@@ -501,7 +487,7 @@ final class DataMovementTests: XCTestCase {
 
     func testCastRandomisedRoundTrips() throws {
         // Large enough for the parallel chunks; every int16 survives int16 -> float -> int16 and -> int64 -> int16.
-        var rng = DMRandom(11)
+        var rng = TestRandom(11)
         let n = 200_000
         let values = (0..<n).map { _ in Int16.random(in: .min ... .max, using: &rng) }
         let x = HostTensor(dtype: .int16, shape: [n])
@@ -566,7 +552,7 @@ final class DataMovementTests: XCTestCase {
     }
 
     func testReshape() throws {
-        var rng = DMRandom(12)
+        var rng = TestRandom(12)
         let x = DM.random(.int16, [2, 3, 4], &rng)
         let table: [([Int], Int, [Int])] = [  // requested, allowzero, expected
             ([4, 6], 0, [4, 6]), ([0, -1], 0, [2, 12]), ([-1], 0, [24]), ([2, 0, 2, 2], 0, [2, 3, 2, 2]),
@@ -586,7 +572,7 @@ final class DataMovementTests: XCTestCase {
     }
 
     func testFlattenSqueezeUnsqueeze() throws {
-        var rng = DMRandom(13)
+        var rng = TestRandom(13)
         let x = DM.random(.float, [2, 1, 3, 1], &rng)
         for (axis, want) in [(0, [1, 6]), (1, [2, 3]), (2, [2, 3]), (4, [6, 1]), (-1, [6, 1]), (-3, [2, 3]), (-4, [1, 6])] {
             assertSameBytes(try DM.run("Flatten", [.feed(x)], [DM.int("axis", axis)]), x, shape: want, "flatten \(axis)")
@@ -619,7 +605,7 @@ final class DataMovementTests: XCTestCase {
             Node(opType: "Reshape", inputs: ["x", "shape"], outputs: ["y"]),
         ]
         model.graph.outputs = [ValueInfo(name: "y", type: nil), ValueInfo(name: "shape", type: nil)]
-        var rng = DMRandom(14)
+        var rng = TestRandom(14)
         let x = DM.random(.float, [3, 4, 5], &rng)
         let out = try Session(model: model).run(["x": x])
         XCTAssertEqual(out["shape"]?.int64s, [3, -1])

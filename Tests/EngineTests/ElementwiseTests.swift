@@ -9,19 +9,6 @@ import OnnxIO
 
 // MARK: - Harness
 
-/// Deterministic generator (SplitMix64) so random cases reproduce.
-struct EWRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476C_E5B9_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// An input of the node under test: fed at run time, an initializer, or omitted ("").
 enum EWOperand {
     case feed(HostTensor)
@@ -64,7 +51,7 @@ func ewAttr(_ name: String, _ v: Float) -> Attribute { Attribute(name: name, val
 func ewAttr(_ name: String, _ v: Int) -> Attribute { Attribute(name: name, value: .int(Int64(v))) }
 func ewAttr(_ name: String, ints v: [Int]) -> Attribute { Attribute(name: name, value: .ints(v.map(Int64.init))) }
 
-func ewRandomFloats(_ shape: [Int], _ rng: inout EWRandom, in range: ClosedRange<Float> = -3...3) -> HostTensor {
+func ewRandomFloats(_ shape: [Int], _ rng: inout TestRandom, in range: ClosedRange<Float> = -3...3) -> HostTensor {
     HostTensor(shape: shape, floats: (0..<shape.reduce(1, *)).map { _ in Float.random(in: range, using: &rng) })
 }
 
@@ -224,7 +211,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testBinaryFloatTable() throws {
-        var rng = EWRandom(1)
+        var rng = TestRandom(1)
         let pairs: [([Int], [Int])] = [
             ([2, 3, 4, 5], [2, 3, 4, 5]), ([2, 3, 4, 5], []), ([], [3, 4]), ([2, 3, 4, 5], [3, 1, 1]),
             ([1, 3, 1, 5], [2, 1, 4, 1]), ([4, 1], [1, 5]), ([2, 3, 4, 5], [5]), ([3, 1], [3, 17]),
@@ -246,7 +233,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testBinaryRandomBroadcast() throws {
-        var rng = EWRandom(2)
+        var rng = TestRandom(2)
         for trial in 0..<40 {
             let rank = Int.random(in: 0...4, using: &rng)
             let full = (0..<rank).map { _ in Int.random(in: 1...6, using: &rng) }
@@ -295,7 +282,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testLegacyBroadcastOpset6() throws {
-        var rng = EWRandom(3)
+        var rng = TestRandom(3)
         let a = ewRandomFloats([2, 3, 4, 5], &rng), b = ewRandomFloats([3, 4], &rng)
         let y = try ewRun("Mul", opset: 6, [.feed(a), .feed(b)], attributes: [ewAttr("broadcast", 1), ewAttr("axis", 1)])[0]
         let want = ewRefBinary(a, HostTensor(shape: [3, 4, 1], floats: b.floats)) { Double(Float($0 * $1)) }
@@ -317,7 +304,7 @@ final class ElementwiseTests: XCTestCase {
         let xl = HostTensor(shape: [4], int64s: [3, -1, 2, 7]), el = HostTensor(shape: [4], int64s: [39, 5, -2, 0])
         XCTAssertEqual(try ewRun("Pow", [.feed(xl), .feed(el)])[0].int64s, [4_052_555_153_018_976_267, -1, 0, 1])
         // Square and identity exponents take a fast path; check them and a general scalar exponent.
-        var rng = EWRandom(4)
+        var rng = TestRandom(4)
         let a = ewRandomFloats([40, 50], &rng)
         for e: Float in [2, 1, 3] {
             let y = try ewRun("Pow", [.feed(a), .constant(HostTensor(shape: [], floats: [e]))])[0]
@@ -326,7 +313,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testSqrtAndExpand() throws {
-        var rng = EWRandom(5)
+        var rng = TestRandom(5)
         let x = ewRandomFloats([33, 70], &rng, in: 0...100)
         ewAssertClose(try ewRun("Sqrt", [.feed(x)])[0], x.floats.map { Double(Float(Double($0).squareRoot())) }, shape: [33, 70], rtol: 0, atol: 0, "Sqrt")
         let neg = try ewRun("Sqrt", [.feed(HostTensor(shape: [2], floats: [-1, 0]))])[0].floats
@@ -347,7 +334,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testActivations() throws {
-        var rng = EWRandom(6)
+        var rng = TestRandom(6)
         let special: [Float] = [0, -0.0, 1e-4, -1e-4, 0.29, -0.31, 5, -5, 20, -20, 88, -88, 100, -100, .infinity, -.infinity, .nan]
         let cases: [(String, [Attribute], Double, Double)] = [
             ("Relu", [], 0, 0), ("LeakyRelu", [], 0.01, 0), ("LeakyRelu", [ewAttr("alpha", Float(0.3))], 0.3, 0),
@@ -370,7 +357,7 @@ final class ElementwiseTests: XCTestCase {
 
     /// The entry point Conv reuses: in place, any count (tails of every length).
     func testActivationEntryPoint() {
-        var rng = EWRandom(7)
+        var rng = TestRandom(7)
         let acts: [(Activation, (Double) -> Double)] = [
             (.none, { $0 }), (.relu, { max($0, 0) }), (.leakyRelu(alpha: 0.125), { $0 < 0 ? 0.125 * $0 : $0 }),
             (.clip(min: 0, max: 6), { min(max($0, 0), 6) }), (.sigmoid, { 1 / (1 + exp(-$0)) }),
@@ -418,7 +405,7 @@ final class ElementwiseTests: XCTestCase {
     /// (1 − e^−2x)/(1 + e^−2x) loses most digits there).
     func testTanhAndSigmoidPrecision() {
         var xs: [Float] = [1e-20, -1e-12, 1e-6, -3e-5, 1e-4, 0.001, -0.01, 0.1, 0.2999, 0.3, -0.3001, 0.5, 1, -2, 4, 9, -15]
-        var rng = EWRandom(15)
+        var rng = TestRandom(15)
         xs += (0..<200).map { _ in Float.random(in: -6...6, using: &rng) }
         var t = xs, s = xs
         t.withUnsafeMutableBufferPointer { Activation.tanh.apply($0.baseAddress!, count: xs.count) }
@@ -448,7 +435,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testClip() throws {
-        var rng = EWRandom(8)
+        var rng = TestRandom(8)
         let x = ewRandomFloats([3, 4, 5], &rng, in: -5...5)
         func ref(_ lo: Double, _ hi: Double) -> [Double] { x.floats.map { min(max(Double($0), lo), hi) } }
         // Opset 6: attributes.
@@ -467,7 +454,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testSoftmax() throws {
-        var rng = EWRandom(9)
+        var rng = TestRandom(9)
         let shapes: [[Int]] = [[2, 3, 4, 5], [3, 40], [2, 37, 20], [1, 3], [5]]
         for shape in shapes {
             let x = ewRandomFloats(shape, &rng, in: -10...10)
@@ -496,7 +483,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testReduceRandom() throws {
-        var rng = EWRandom(10)
+        var rng = TestRandom(10)
         for trial in 0..<60 {
             let op = ["ReduceSum", "ReduceMean", "ReduceMax"][trial % 3]
             let rank = Int.random(in: 1...4, using: &rng)
@@ -520,7 +507,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testReduceSpecialCases() throws {
-        var rng = EWRandom(11)
+        var rng = TestRandom(11)
         // Big enough for the threaded path, and long rows for the SIMD horizontal reductions.
         for (shape, axes) in [([64, 32, 33], [2]), ([64, 32, 33], [1]), ([8, 3000], [1]), ([3, 50, 40], [0, 2])] {
             let x = ewRandomFloats(shape, &rng)
@@ -558,7 +545,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testBatchNormalization() throws {
-        var rng = EWRandom(12)
+        var rng = TestRandom(12)
         for (opset, shape) in [(15, [2, 3, 4, 5]), (9, [3, 7]), (15, [2, 37]), (6, [2, 20, 3, 3, 3]), (15, [4, 16, 30, 30])] {
             let c = shape[1]
             let x = ewRandomFloats(shape, &rng)
@@ -612,7 +599,7 @@ final class ElementwiseTests: XCTestCase {
         XCTAssertEqual(sixes.dtype, .int32); XCTAssertEqual(sixes.elements(as: Int32.self), [Int32](repeating: -6, count: 24))
         XCTAssertEqual(try ewRun("ConstantOfShape", [.feed(HostTensor(shape: [2], int64s: [3, 0]))])[0].shape, [3, 0])
 
-        var rng = EWRandom(13)
+        var rng = TestRandom(13)
         let x = ewRandomFloats([3, 4, 5], &rng)
         XCTAssertEqual(try ewRun("Identity", [.feed(x)])[0].floats, x.floats)
         let i64 = HostTensor(shape: [2], int64s: [1, 2])

@@ -215,7 +215,9 @@ final class ResizeKernel: Kernel {
                 let adjustment = Double(outLength) / outWidth
                 let center = inL / 2
                 xo = center * (1 - adjustment) + (x + 0.5) / scale - 0.5
-            case .pytorchHalfPixel: xo = outWidth == 1 ? -0.5 : (x + 0.5) / scale - 0.5
+            // The spec and onnxruntime: 0 when the (rounded) output length is 1. The ONNX reference
+            // implementation tests the unrounded length instead and differs when scale·in is not 1.
+            case .pytorchHalfPixel: xo = outLength == 1 ? 0 : (x + 0.5) / scale - 0.5
             case .alignCorners: xo = outWidth == 1 ? 0 : x * (inL - 1) / (outWidth - 1)
             case .asymmetric: xo = x / scale
             case .tfHalfPixelForNN: xo = (x + 0.5) / scale
