@@ -4,7 +4,7 @@ import Foundation
 
 /// Options every command that runs a model shares.
 struct EngineOptions: ParsableArguments {
-    @Option(help: "Threads for kernels and OpenBLAS (default: all cores).")
+    @Option(help: "Threads the engine may use (all cores by default).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Flag(help: "Fail at the first node that produces NaN or Inf, naming it.")
