@@ -22,29 +22,14 @@ enum DM {
     /// Builds a one-node model and runs it (data inputs fed, so the run-time path is exercised, not folding).
     static func run(_ op: String, opset: Int = 18, _ inputs: [Operand], _ attributes: [Attribute] = [],
                     threads: Int = 2) throws -> HostTensor {
-        var model = Model()
-        model.opsetImports = [OpsetID(domain: "", version: Int64(opset))]
-        var feeds: [String: HostTensor] = [:]
-        var names: [String] = []
-        for (i, input) in inputs.enumerated() {
-            let name = "in\(i)"
-            switch input {
-            case .feed(let t):
-                model.graph.inputs.append(ValueInfo(name: name, type: nil))
-                feeds[name] = t
-                names.append(name)
-            case .constant(let t):
-                model.graph.initializers.append(t.onnxTensor(name: name))
-                names.append(name)
-            case .none:
-                names.append("")
+        let nodeInputs: [NodeInput] = inputs.map {
+            switch $0 {
+            case .feed(let t): return .fed(t)
+            case .constant(let t): return .constant(t)
+            case .none: return .omitted
             }
         }
-        model.graph.nodes = [Node(opType: op, inputs: names, outputs: ["out"], attributes: attributes)]
-        model.graph.outputs = [ValueInfo(name: "out", type: nil)]
-        var options = SessionOptions()
-        options.threads = threads
-        return try Session(model: model, options: options).run(feeds)["out"]!
+        return try runNode(op, attributes, inputs: nodeInputs, opset: opset, threads: threads)[0]
     }
 
     static func ints(_ name: String, _ v: [Int]) -> Attribute { Attribute(name: name, value: .ints(v.map { Int64($0) })) }

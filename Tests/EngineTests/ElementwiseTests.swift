@@ -19,32 +19,14 @@ enum EWOperand {
 /// Builds a one-node model and runs it.
 func ewRun(_ op: String, opset: Int = 17, _ inputs: [EWOperand], attributes: [Attribute] = [],
              outputs: Int = 1, threads: Int = 2) throws -> [HostTensor] {
-    var model = Model()
-    model.opsetImports = [OpsetID(domain: "", version: Int64(opset))]
-    var feeds: [String: HostTensor] = [:]
-    var names: [String] = []
-    for (i, input) in inputs.enumerated() {
-        let name = "in\(i)"
-        switch input {
-        case .feed(let t):
-            model.graph.inputs.append(ValueInfo(name: name, type: nil))
-            feeds[name] = t
-            names.append(name)
-        case .constant(let t):
-            model.graph.initializers.append(t.onnxTensor(name: name))
-            names.append(name)
-        case .none:
-            names.append("")
+    let nodeInputs: [NodeInput] = inputs.map {
+        switch $0 {
+        case .feed(let t): return .fed(t)
+        case .constant(let t): return .constant(t)
+        case .none: return .omitted
         }
     }
-    let outs = (0..<outputs).map { "out\($0)" }
-    model.graph.nodes = [Node(opType: op, inputs: names, outputs: outs, attributes: attributes)]
-    model.graph.outputs = outs.map { ValueInfo(name: $0, type: nil) }
-    var options = SessionOptions()
-    options.threads = threads
-    let session = try Session(model: model, options: options)
-    let result = try session.run(feeds)
-    return outs.map { result[$0]! }
+    return try runNode(op, attributes, inputs: nodeInputs, outputs: outputs, opset: opset, threads: threads)
 }
 
 func ewAttr(_ name: String, _ v: Float) -> Attribute { Attribute(name: name, value: .float(v)) }
