@@ -116,8 +116,8 @@ public struct NearestNeighbors {
                     }
                     exact[c] = s.squareRoot()
                 }
-                let sorted = exact.sorted()
-                let chosen = skipSelf ? sorted[1...k] : sorted[0..<k]
+                exact.sort()
+                let chosen = skipSelf ? exact[1...k] : exact[0..<k]
                 scores[start + r] = chosen.reduce(0, +) / Double(k)
             }
         }

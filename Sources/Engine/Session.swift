@@ -25,8 +25,11 @@ public final class Session {
     private var plans: [String: [Plan]] = [:]
     private let lock = NSLock()
 
-    /// Per op type: total seconds and calls over every run since the session was made (with `options.profile`).
+    /// Per op type: total seconds and calls over every run since the session was made or the last
+    /// `resetProfile()` (with `options.profile`).
     public private(set) var profile: [String: (seconds: Double, calls: Int)] = [:]
+
+    public func resetProfile() { lock.lock(); profile = [:]; lock.unlock() }
 
     /// Plans made so far (one per input signature).
     public var planCount: Int { lock.lock(); defer { lock.unlock() }; return plans.values.reduce(0) { $0 + $1.count } }
@@ -94,7 +97,7 @@ public final class Session {
             var stack: [(Int, Int)] = [(start, 0)]
             state[start] = 1
             while let (i, next) = stack.last {
-                let deps = graph.nodes[i].inputs + graph.nodes[i].implicitInputsForOrder
+                let deps = graph.nodes[i].inputs
                 if next < deps.count {
                     stack[stack.count - 1].1 += 1
                     if let p = producer[deps[next]], p != i {
@@ -173,9 +176,4 @@ func describe(_ type: ValueType?) -> String {
     guard let type, let e = type.elementType else { return "(type not declared)" }
     guard let shape = type.shape else { return "\(e)[?]" }
     return "\(e)[\(shape.map(\.description).joined(separator: ","))]"
-}
-
-extension Node {
-    /// Outer-scope names that control-flow subgraphs read; none of our ops have subgraphs.
-    var implicitInputsForOrder: [String] { [] }
 }

@@ -62,7 +62,7 @@ final class ThreadPool: @unchecked Sendable {
                 pthread_mutex_unlock(&mutex)
             }
             escaping(0)
-            while remaining.load(ordering: .acquiring) > 0 { spinHint() }
+            while remaining.load(ordering: .acquiring) > 0 {}  // the atomic load is the wait
             job = nil
         }
     }
@@ -76,9 +76,7 @@ final class ThreadPool: @unchecked Sendable {
             while current == seen {
                 spins += 1
                 // Reading the clock costs ~20 ns: look at it once every 1024 spins.
-                if spins & 1023 != 0 || DispatchTime.now().uptimeNanoseconds - spinStart < ThreadPool.spinNanoseconds {
-                    spinHint()
-                } else {
+                if spins & 1023 == 0 && DispatchTime.now().uptimeNanoseconds - spinStart >= ThreadPool.spinNanoseconds {
                     pthread_mutex_lock(&mutex)
                     sleepers.add(1, ordering: .sequentiallyConsistent)
                     while generation.load(ordering: .sequentiallyConsistent) == seen {
@@ -97,9 +95,5 @@ final class ThreadPool: @unchecked Sendable {
                 remaining.subtract(1, ordering: .releasing)
             }
         }
-    }
-
-    @inline(__always) private func spinHint() {
-        // Swift exposes no pause instruction on Linux; the atomic load in the loop is the wait.
     }
 }

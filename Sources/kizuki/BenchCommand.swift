@@ -39,6 +39,7 @@ struct Bench: ParsableCommand {
                     let feeds = try Bench.randomFeeds(session, batch: b)
                     _ = try session.run(feeds)  // plan + warm-up
                     _ = try session.run(feeds)
+                    session.resetProfile()  // profile this configuration's timed runs only
                     var times: [Double] = []
                     let start = DispatchTime.now().uptimeNanoseconds
                     repeat {
@@ -78,7 +79,7 @@ struct Bench: ParsableCommand {
         return feeds
     }
 
-    /// Share of time per op type, over every run of the session so far.
+    /// Share of time per op type over the configuration's timed runs.
     static func printProfile(_ session: Session) {
         let total = session.profile.values.reduce(0) { $0 + $1.seconds }
         for (op, entry) in session.profile.sorted(by: { $0.value.seconds > $1.value.seconds }) {

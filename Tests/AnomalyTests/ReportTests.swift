@@ -4,26 +4,23 @@ import XCTest
 
 /// The report renders in a real headless browser: its SVGs exist and every image decodes.
 final class ReportTests: XCTestCase {
-    func evaluation() -> Evaluation {
+    /// 40 test images (every other one an anomaly) and an evaluation with two anchor counts. The scores
+    /// belong to the largest anchor set (100), so the ROC's AUC label must be that row's, not 0.1234.
+    func evaluation() throws -> Evaluation {
         var rng = SeededGenerator(seed: 5)
         let labels = (0..<40).map { $0 % 2 }
         let scores = labels.map { Double($0) + Double.random(in: 0...1.5, using: &rng) }
-        return Evaluation(rows: [.init(anchors: 100, auc: (try? ROC.auc(scores: scores, labels: labels)) ?? 0, msPerImage: [:])],
-                          scores: scores, labels: labels, threshold: nil, k: 1)
+        return Evaluation(rows: [.init(anchors: 100, auc: try ROC.auc(scores: scores, labels: labels), msPerImage: [1: 1.5, 20: 1.2]),
+                                 .init(anchors: 50, auc: 0.1234, msPerImage: [1: 1.4, 20: 1.1])],
+                          scores: scores, labels: labels, threshold: 1.2, k: 1)
     }
 
     func makeReport() throws -> String {
-        var rng = SeededGenerator(seed: 5)
-        let n = 40
-        let labels = (0..<n).map { $0 % 2 }
-        let scores = labels.map { Double($0) + Double.random(in: 0...1.5, using: &rng) }
-        let pixels = (0..<(n * 28 * 28)).map { _ in Float.random(in: 0...1, using: &rng) }
-        let test = ImageSet(height: 28, width: 28, pixels: pixels, labels: labels)
-        // The scores belong to the largest anchor set (100); the ROC's AUC label must be that row's.
-        let evaluation = Evaluation(rows: [.init(anchors: 100, auc: try ROC.auc(scores: scores, labels: labels), msPerImage: [1: 1.5, 20: 1.2]),
-                                           .init(anchors: 50, auc: 0.1234, msPerImage: [1: 1.4, 20: 1.1])],
-                                    scores: scores, labels: labels, threshold: 1.2, k: 1)
-        return try Report(title: "test report", modelName: "m.onnx", evaluation: evaluation, batches: [1, 20], test: test).html()
+        var rng = SeededGenerator(seed: 6)
+        let result = try evaluation()
+        let pixels = (0..<(result.labels.count * 28 * 28)).map { _ in Float.random(in: 0...1, using: &rng) }
+        let test = ImageSet(height: 28, width: 28, pixels: pixels, labels: result.labels)
+        return try Report(title: "test report", modelName: "m.onnx", evaluation: result, batches: [1, 20], test: test).html()
     }
 
     func testReportStructure() throws {
@@ -32,7 +29,7 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(html.contains("<svg id=\"roc\""))
         XCTAssertTrue(html.contains("<svg id=\"hist\""))
         XCTAssertTrue(html.contains("threshold 1.2"))
-        let rocAUC = String(format: "AUC %.4f</text>", evaluation().rows[0].auc)
+        let rocAUC = String(format: "AUC %.4f</text>", try evaluation().rows[0].auc)
         XCTAssertTrue(html.contains(rocAUC), "ROC label should show the largest anchor set's AUC")
         XCTAssertFalse(html.contains("AUC 0.1234</text>"))
     }
