@@ -42,6 +42,20 @@ public enum ShapeDim: Hashable, Sendable, CustomStringConvertible {
         case .unknown: return "?"
         }
     }
+
+    /// The size every value must have on this axis, or nil when it is free. Exporters write a free
+    /// axis in several ways (no value, `dim_value: -1`, `dim_param: "?"` or ""), each meaning "unknown".
+    public var fixedSize: Int? {
+        if case .known(let n) = self, n >= 0 { return n }
+        return nil
+    }
+
+    /// The name that ties this axis to same-named axes of other values, or nil when the axis is free
+    /// and unnamed: "?" and "" are placeholders, not names (PaddleOCR declares `[-1,3,?,?]`).
+    public var symbolName: String? {
+        if case .symbol(let s) = self, !s.isEmpty, s != "?" { return s }
+        return nil
+    }
 }
 
 /// The type of a value: a tensor (element type and optional shape), or any other ONNX type kept opaque.
