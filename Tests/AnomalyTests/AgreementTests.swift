@@ -39,12 +39,13 @@ final class AgreementTests: XCTestCase {
         print("AUC: Kizuki \(evaluation.rows[0].auc), onnxruntime + NumPy \(referenceAUC)")
         XCTAssertEqual(evaluation.rows[0].auc, referenceAUC, accuracy: 1e-4)
         XCTAssertEqual(evaluation.scores.count, referenceScores.count)
+        // The README's rule for float32 networks: max |error| <= atol + rtol * max |expected| over the output
+        // (rtol 1e-4, atol 1e-5). A score is a distance between embeddings whose float32 error scales with the
+        // embeddings, not with the distance: a near-duplicate's tiny score can differ relatively by far more.
         var worst = 0.0
-        for (k, r) in zip(evaluation.scores, referenceScores) {
-            let rel = abs(k - r) / max(abs(r), 1e-12)
-            worst = max(worst, rel)
-        }
-        print("largest relative score difference: \(worst)")
-        XCTAssertLessThanOrEqual(worst, 1e-4)
+        for (k, r) in zip(evaluation.scores, referenceScores) { worst = max(worst, k.isNaN ? .infinity : abs(k - r)) }
+        let bound = 1e-5 + 1e-4 * (referenceScores.map(abs).max() ?? 0)
+        print("largest score difference: \(worst) (bound \(bound))")
+        XCTAssertLessThanOrEqual(worst, bound)
     }
 }
