@@ -4,6 +4,7 @@
 // Module map (the folders tell the architecture):
 //   CONNX     protoc-c output for proto/onnx.proto (generated, `make proto`)
 //   CBLAS     OpenBLAS loaded at run time with kernels chosen from CPUID (not linked: see its header)
+//   CSync     futex event count and spin hint for the engine's thread pool
 //   CZlib, CPNG   system libraries (zlib, libpng)
 //   OnnxIO    Model / Graph / Node / Tensor values, ONNX read/write, .npy and .pb tensor files
 //   Engine    planning and execution of graphs, one file per op family
@@ -25,6 +26,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        .target(name: "CSync"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(
@@ -33,7 +35,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
         .target(name: "OnnxIO", dependencies: ["CONNX"]),
-        .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS"]),
+        .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS", "CSync"]),
         .target(name: "Anomaly", dependencies: ["Engine", "OnnxIO", "CZlib", "CPNG"]),
         .executableTarget(
             name: "kizuki",
