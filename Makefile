@@ -1,7 +1,7 @@
 # Kizuki — build, test, demo and benchmarks. Every target installs what it needs.
 #   make test    everything CI runs (.ci/run calls it)
 #   make demo    the reference experiment with the default model, writes report.html
-#   make bench   Kizuki against onnxruntime on the same model, same run
+#   make bench   Kizuki against onnxruntime on the same model, same run (BENCH_ARGS="--load --seconds 1" ...)
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
 

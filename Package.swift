@@ -3,7 +3,9 @@
 //
 // Module map (the folders tell the architecture):
 //   CONNX     protoc-c output for proto/onnx.proto (generated, `make proto`)
-//   CBLAS, CZlib, CPNG   system libraries (OpenBLAS, zlib, libpng)
+//   CBLAS     OpenBLAS loaded at run time with kernels chosen from CPUID (not linked: see its header)
+//   CSync     futex event count and spin hint for the engine's thread pool
+//   CZlib, CPNG   system libraries (zlib, libpng)
 //   OnnxIO    Model / Graph / Node / Tensor values, ONNX read/write, .npy and .pb tensor files
 //   Engine    planning and execution of graphs, one file per op family
 //   Anomaly   datasets (IDX, PNG), anchor index, k-NN, ROC/AUC, thresholds, reports
@@ -23,7 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        .target(name: "CSync"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(
@@ -32,8 +35,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
         .target(name: "OnnxIO", dependencies: ["CONNX"]),
-        .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS"]),
-        .target(name: "Anomaly", dependencies: ["Engine", "OnnxIO", "CBLAS", "CZlib", "CPNG"]),
+        .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS", "CSync"]),
+        .target(name: "Anomaly", dependencies: ["Engine", "OnnxIO", "CZlib", "CPNG"]),
         .executableTarget(
             name: "kizuki",
             dependencies: [
@@ -42,7 +45,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OnnxIOTests", dependencies: ["OnnxIO"], exclude: ["Fixtures"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO", "CBLAS"]),
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "Engine", "OnnxIO"]),
         .testTarget(name: "ConformanceTests", dependencies: ["Engine", "OnnxIO"]),
         // Runs the built `kizuki` binary; depends on it so `swift build` makes it first.

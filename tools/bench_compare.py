@@ -2,11 +2,17 @@
 """`make bench`: Kizuki and onnxruntime on the same model, batch sizes and thread counts, in one run.
 
 Usage: .venv/bin/python tools/bench_compare.py KIZUKI MODEL [--batch 1,20,128] [--threads 1,2] [--seconds 3]
+                                                [--shape NAME=D0,D1,...]... [--load]
 
 Each configuration alternates the two sides twice (Kizuki, onnxruntime, Kizuki, onnxruntime) so
 both see the same machine load; each side's median over its rounds is reported.
-Prints one table with the
-ratio Kizuki / onnxruntime of the median milliseconds per image (below 1 = Kizuki is faster).
+Prints one table with the ratio Kizuki / onnxruntime of the median milliseconds per image
+(below 1 = Kizuki is faster), headed by the CPU's name and the BLAS core Kizuki runs.
+
+--shape gives an input's shape to both sides (needed for inputs with free axes after the batch).
+--load runs one busy process (a plain CPU spin loop) beside both sides for the whole run, started
+before the first configuration and killed after the last: how each copes with a machine that is
+not theirs alone.
 """
 import argparse
 import json
@@ -18,17 +24,40 @@ from pathlib import Path
 TOOLS = Path(__file__).resolve().parent
 
 
-def kizuki(binary, model, batch, threads, seconds):
-    out = subprocess.run([binary, "bench", model, "--batch", str(batch), "--threads", str(threads),
-                          "--seconds", str(seconds), "--json"], check=True, capture_output=True, text=True).stdout
+def run_json(cmd):
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
+    return done.stdout
+
+
+def kizuki(binary, model, batch, threads, seconds, shapes):
+    out = run_json([binary, "bench", model, "--batch", str(batch), "--threads", str(threads),
+                    "--seconds", str(seconds), "--json"] + [a for s in shapes for a in ("--shape", s)])
     return json.loads(out.strip().splitlines()[-1])
 
 
-def ort(model, batch, threads, seconds):
-    out = subprocess.run([sys.executable, str(TOOLS / "ort_bench.py"), model, "--batch", str(batch),
-                          "--threads", str(threads), "--seconds", str(seconds), "--json"],
-                         check=True, capture_output=True, text=True).stdout
+def ort(model, batch, threads, seconds, shapes):
+    out = run_json([sys.executable, str(TOOLS / "ort_bench.py"), model, "--batch", str(batch),
+                    "--threads", str(threads), "--seconds", str(seconds), "--json"]
+                   + [a for s in shapes for a in ("--shape", s)])
     return json.loads(out)[0]
+
+
+def cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def blas_line(binary):
+    """The `blas:` line of `kizuki --version`: library, core and who chose it."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("blas:")), "unknown")
 
 
 def main():
@@ -38,19 +67,30 @@ def main():
     p.add_argument("--batch", default="1,20,128")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--seconds", type=float, default=3)
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...")
+    p.add_argument("--load", action="store_true", help="run one busy process beside both sides")
     a = p.parse_args()
     print(f"model {a.model}; {a.seconds:g} s per side per round, 2 rounds; medians of ms per image")
-    print(f"{'batch':>5} {'threads':>7} {'kizuki ms/img':>14} {'ort ms/img':>11} {'ratio':>7} {'kizuki RSS MiB':>15}")
-    for threads in [int(t) for t in a.threads.split(",")]:
-        for batch in [int(b) for b in a.batch.split(",")]:
-            k, o = [], []
-            for _ in range(2):
-                k.append(kizuki(a.kizuki, a.model, batch, threads, a.seconds))
-                o.append(ort(a.model, batch, threads, a.seconds))
-            km = statistics.median(r["per_image_ms"] for r in k)
-            om = statistics.median(r["per_image_ms"] for r in o)
-            rss = max(r["peak_rss_mib"] for r in k)
-            print(f"{batch:>5} {threads:>7} {km:>14.3f} {om:>11.3f} {km / om:>7.2f} {rss:>15.1f}", flush=True)
+    print(f"cpu {cpu_name()}; blas {blas_line(a.kizuki)}")
+    load = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if a.load else None
+    try:
+        if load:
+            print(f"load: one busy process (pid {load.pid}) beside both sides")
+        print(f"{'batch':>5} {'threads':>7} {'kizuki ms/img':>14} {'ort ms/img':>11} {'ratio':>7} {'kizuki RSS MiB':>15}")
+        for threads in [int(t) for t in a.threads.split(",")]:
+            for batch in [int(b) for b in a.batch.split(",")]:
+                k, o = [], []
+                for _ in range(2):
+                    k.append(kizuki(a.kizuki, a.model, batch, threads, a.seconds, a.shape))
+                    o.append(ort(a.model, batch, threads, a.seconds, a.shape))
+                km = statistics.median(r["per_image_ms"] for r in k)
+                om = statistics.median(r["per_image_ms"] for r in o)
+                rss = max(r["peak_rss_mib"] for r in k)
+                print(f"{batch:>5} {threads:>7} {km:>14.3f} {om:>11.3f} {km / om:>7.2f} {rss:>15.1f}", flush=True)
+    finally:
+        if load:
+            load.kill()
+            load.wait()
 
 
 if __name__ == "__main__":

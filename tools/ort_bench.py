@@ -2,12 +2,14 @@
 """Time onnxruntime (CPU) on a model, as the reference for Kizuki's own timings.
 
 Usage:
-    .venv/bin/python tools/ort_bench.py MODEL [--batch 1,20,128] [--threads 1,2] [--seconds 3] [--json]
+    .venv/bin/python tools/ort_bench.py MODEL [--batch 1,20,128] [--threads 1,2] [--seconds 3]
+                                        [--shape NAME=D0,D1,...]... [--json]
 
 For every (batch, threads) pair: a CPUExecutionProvider session with
 intra_op_num_threads=threads, inter_op_num_threads=1, sequential execution and all graph
-optimisations; random float32 input of the model's input shape (symbolic dims other than
-the first are set to 1, the first to the batch size); a few warm-up runs; then repeated
+optimisations; random input of the model's input shape, as `kizuki bench` makes it: a free
+first axis takes the batch size, any other free axis (-1, '?', a name, or none) must be given
+with --shape (the first axis of --shape is replaced by the batch); a few warm-up runs; then repeated
 runs for --seconds (at least 5 runs). Reports median/min/max milliseconds per batch and
 median milliseconds per image. --json prints a JSON list of
 {batch, threads, median_ms, min_ms, max_ms, per_image_ms} instead of a table.
@@ -15,6 +17,7 @@ median milliseconds per image. --json prints a JSON list of
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -36,19 +39,51 @@ def make_session(model: str, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
-def make_feed(sess: ort.InferenceSession, batch: int, rng: np.random.Generator) -> dict:
+def input_shape(inp, batch: int, given: list[int] | None) -> list[int]:
+    """The shape `inp` is timed at; mirrors Bench.benchShape in Sources/kizuki/BenchCommand.swift."""
+    declared = inp.shape
+    if declared is None:
+        if given is None:
+            sys.exit(f"input '{inp.name}' declares no shape: give one with --shape {inp.name}=D0,D1,...")
+        return [batch] + given[1:]
+    if given is not None and len(given) != len(declared):
+        sys.exit(f"--shape {inp.name} has {len(given)} axes; the model declares {len(declared)}: {declared}")
+    shape = []
+    for axis, d in enumerate(declared):
+        fixed = d if isinstance(d, int) and d >= 0 else None
+        if axis == 0:
+            if fixed is not None and fixed != batch:
+                sys.exit(f"input '{inp.name}' has a fixed batch of {fixed} (shape {declared}): use --batch {fixed}")
+            shape.append(batch)
+        elif fixed is not None:
+            if given is not None and given[axis] != fixed:
+                sys.exit(f"--shape {inp.name}: axis {axis} is {fixed} in the model, not {given[axis]}")
+            shape.append(fixed)
+        elif given is not None:
+            shape.append(given[axis])
+        else:
+            example = ",".join("1" if i == 0 else (str(x) if isinstance(x, int) and x >= 0 else "N")
+                               for i, x in enumerate(declared))
+            sys.exit(f"input '{inp.name}' has a free axis {axis} ({d!r} in {declared}): give its size with "
+                     f"--shape {inp.name}={example} (the batch axis 0 follows --batch)")
+    return shape
+
+
+def make_feed(sess: ort.InferenceSession, batch: int, shapes: dict, rng: np.random.Generator) -> dict:
+    unknown = set(shapes) - {inp.name for inp in sess.get_inputs()}
+    if unknown:
+        sys.exit(f"--shape names {', '.join(sorted(unknown))}, not an input of the model")
     feed = {}
     for inp in sess.get_inputs():
-        shape = [batch if i == 0 else (d if isinstance(d, int) and d > 0 else 1)
-                 for i, d in enumerate(inp.shape)]
+        shape = input_shape(inp, batch, shapes.get(inp.name))
         dtype = DTYPES.get(inp.type, np.float32)
         feed[inp.name] = rng.random(shape, dtype=np.float64).astype(dtype)
     return feed
 
 
-def bench(model: str, batch: int, threads: int, seconds: float, warmup: int = 3) -> dict:
+def bench(model: str, batch: int, threads: int, seconds: float, shapes: dict, warmup: int = 3) -> dict:
     sess = make_session(model, threads)
-    feed = make_feed(sess, batch, np.random.default_rng(0))
+    feed = make_feed(sess, batch, shapes, np.random.default_rng(0))
     for _ in range(warmup):
         sess.run(None, feed)
     times = []
@@ -66,15 +101,30 @@ def ints(s: str) -> list[int]:
     return [int(x) for x in s.split(",") if x]
 
 
+def shape_option(s: str) -> tuple[str, list[int]]:
+    name, sep, dims = s.rpartition("=")
+    try:
+        sizes = [int(x) for x in dims.split(",")]
+    except ValueError:
+        sizes = []
+    if not sep or not name or not sizes or min(sizes) <= 0:
+        raise argparse.ArgumentTypeError(f"--shape takes NAME=D0,D1,... with positive sizes, got '{s}'")
+    return name, sizes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
     ap.add_argument("--batch", type=ints, default=[1, 20, 128])
     ap.add_argument("--threads", type=ints, default=[1, 2])
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--shape", type=shape_option, action="append", default=[], metavar="NAME=D0,D1,...")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    results = [bench(a.model, b, t, a.seconds) for t in a.threads for b in a.batch]
+    shapes = dict(a.shape)
+    if len(shapes) != len(a.shape):
+        ap.error("an input's --shape is given twice")
+    results = [bench(a.model, b, t, a.seconds, shapes) for t in a.threads for b in a.batch]
     if a.json:
         print(json.dumps(results, indent=1))
         return

@@ -43,7 +43,7 @@ public struct Evaluation {
         var finalScores: [Double] = []
         var threshold: Double?
         for n in anchorCounts {
-            let index = try NearestNeighbors(anchors: Array(anchorEmbeddings.prefix(n * dim)), dim: dim)
+            let index = try NearestNeighbors(anchors: Array(anchorEmbeddings.prefix(n * dim)), dim: dim, threads: embedder.session.options.threads)
             var timing: [Int: Double] = [:]
             var scores: [Double] = []
             for b in batches {

@@ -1,4 +1,4 @@
-import CBLAS
+import Engine
 import Foundation
 
 /// Exact k-nearest-neighbour distances to a set of anchors.
@@ -12,6 +12,8 @@ import Foundation
 public struct NearestNeighbors {
     public let dim: Int
     public let count: Int
+    /// Threads for the distance GEMM (the commands pass `--threads`).
+    public let threads: Int
     /// Anchor mean (float64), centred anchors (float32, for the sgemm) and their norms (float64).
     let mean: [Double]
     let centred: [Float]
@@ -21,7 +23,7 @@ public struct NearestNeighbors {
     /// Candidates re-measured per query beyond the k needed: a margin for the expansion's rounding.
     static let extraCandidates = 8
 
-    public init(anchors values: [Float], dim: Int) throws {
+    public init(anchors values: [Float], dim: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         guard dim > 0, values.count % dim == 0, values.count > 0 else {
             throw DataError(file: "", "anchor embeddings: \(values.count) values do not form rows of \(dim)")
         }
@@ -29,6 +31,7 @@ public struct NearestNeighbors {
             throw DataError(file: "", "anchor embedding \(bad / dim) contains \(values[bad])")
         }
         self.dim = dim
+        self.threads = max(1, threads)
         count = values.count / dim
         var mean = [Double](repeating: 0, count: dim)
         for r in 0..<count { for j in 0..<dim { mean[j] += Double(values[r * dim + j]) } }
@@ -86,8 +89,8 @@ public struct NearestNeighbors {
                 qNorms[r] = s
             }
             // dots[rows, count] = q[rows, dim] · centredᵀ
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(count), Int32(dim),
-                        1, q, Int32(dim), centred, Int32(dim), 0, &dots, Int32(count))
+            try BLAS.sgemm(threads: threads, transB: true, m: rows, n: count, k: dim,
+                           a: q, lda: dim, b: centred, ldb: dim, c: &dots, ldc: count)
             for r in 0..<rows {
                 // The `keep` smallest approximate squared distances, by insertion.
                 var filled = 0

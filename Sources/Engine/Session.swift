@@ -84,7 +84,7 @@ public final class Session {
         }
         self.steps = built
         // The engine parallelises GEMMs itself on its thread pool; BLAS threads would spin against it.
-        openblas_set_num_threads(1)
+        try BLAS.loadSingleThreaded()
     }
 
     /// Nodes sorted so each comes after the producers of its inputs (models need not be sorted).

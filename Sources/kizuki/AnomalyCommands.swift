@@ -84,7 +84,7 @@ struct Score: ParsableCommand {
             }
             let set = try imageOptions.load(images, for: embedder)
             let (values, _) = try imageOptions.embed(set, with: embedder, label: "score")
-            let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim)
+            let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim, threads: engine.threads)
             let scores = try knn.scores(values, k: k)
             if format == .csv { print("index,name,score" + (limit == nil ? "" : ",verdict")) }
             for (i, s) in scores.enumerated() {
@@ -122,7 +122,7 @@ struct Calibrate: ParsableCommand {
         do {
             let url = URL(fileURLWithPath: index)
             var anchorIndex = try AnchorIndex(contentsOf: url)
-            let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim)
+            let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim, threads: engine.threads)
             let scores: [Double]
             let what: String
             if let images {

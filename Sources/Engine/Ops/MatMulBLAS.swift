@@ -1,7 +1,8 @@
 import CBLAS
 import Foundation
 
-// Thin wrappers over OpenBLAS for row-major matrices, shared by MatMul, Gemm and Conv.
+// Thin wrappers over OpenBLAS (loaded by module CBLAS) for row-major matrices, shared by MatMul, Gemm,
+// Conv and the k-NN of module Anomaly.
 // They handle the degenerate sizes BLAS rejects (an empty product, leading dimensions of 0).
 
 /// C[m,n] = alpha · op(A)[m,k] · op(B)[k,n] + beta · C, all row-major.
@@ -18,9 +19,8 @@ func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, a
         }
         return
     }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                blasint(m), blasint(n), blasint(k), alpha, a, blasint(max(lda, 1)), b, blasint(max(ldb, 1)),
-                beta, c, blasint(max(ldc, 1)))
+    kizuki_sgemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                 beta, c, Int32(max(ldc, 1)))
 }
 
 /// Double-precision twin of `sgemm`.
@@ -36,9 +36,8 @@ func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, a
         }
         return
     }
-    cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                blasint(m), blasint(n), blasint(k), alpha, a, blasint(max(lda, 1)), b, blasint(max(ldb, 1)),
-                beta, c, blasint(max(ldc, 1)))
+    kizuki_dgemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                 beta, c, Int32(max(ldc, 1)))
 }
 
 /// `sgemm` split over the session's threads by columns of C: OpenBLAS runs single-threaded (the
@@ -58,5 +57,18 @@ func sgemm(context: RunContext, transA: Bool = false, transB: Bool = false, m: I
         let lo = range.lowerBound * 16, hi = range.upperBound == blocks ? n : range.upperBound * 16
         sgemm(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha, a: a, lda: lda,
               b: transB ? b + lo * ldb : b + lo, ldb: ldb, beta: beta, c: c + lo, ldc: ldc)
+    }
+}
+
+extension BLAS {
+    /// Row-major C[m,n] = op(A)[m,k] · op(B)[k,n] split over `threads` threads of the engine's pool
+    /// (as kernels do), for callers outside a session such as the k-NN search. OpenBLAS stays on one
+    /// thread: its own threads would spin against the pool's, and its thread count is process-wide.
+    public static func sgemm(threads: Int, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                             c: UnsafeMutablePointer<Float>, ldc: Int) throws {
+        try loadSingleThreaded()
+        Engine.sgemm(context: RunContext(threads: max(1, threads), scratch: nil), transA: transA, transB: transB,
+                     m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
     }
 }
