@@ -153,7 +153,13 @@ public struct AnchorIndex: Equatable {
         guard Self.checksum(data.dropLast(Self.checksumSize)) == stored else {
             throw DataError(file: path, "checksum mismatch: the index is corrupt or was edited; rebuild it with `kizuki index`")
         }
-        embeddings = data[(headerEnd + 1)..<(data.endIndex - Self.checksumSize)].withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        // Copied bytewise: the payload starts after a header of any length, so it need not be aligned for Float.
+        embeddings = [Float](unsafeUninitializedCapacity: values) { buffer, initialized in
+            data[(headerEnd + 1)..<(data.endIndex - Self.checksumSize)].withUnsafeBytes {
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0)
+            }
+            initialized = values
+        }
         if let bad = embeddings.firstIndex(where: { !$0.isFinite }) {
             throw DataError(file: path, "anchor \(bad / header.dim) has a non-finite value \(embeddings[bad])")
         }
