@@ -1,4 +1,5 @@
 import Foundation
+import OnnxIO
 
 /// A decision threshold chosen by `calibrate`: score > value ⇒ anomaly.
 public struct Threshold: Codable, Equatable {
@@ -20,12 +21,43 @@ public struct Threshold: Codable, Equatable {
         self.normalCount = normalCount
         self.indexID = indexID
     }
+
+    /// Reads a threshold file written by `kizuki calibrate --out` and checks it belongs to `index`.
+    /// Every failure names the file and what is wrong with it (not a raw DecodingError).
+    public static func load(from url: URL, for index: AnchorIndex) throws -> Threshold {
+        let data = try RegularFile(path: url.path, what: "threshold").readAll()
+        let threshold: Threshold
+        do { threshold = try JSONDecoder().decode(Threshold.self, from: data) } catch let error as DecodingError {
+            throw DataError(file: url.path, "not a threshold file from `kizuki calibrate --out`: \(describe(error))")
+        }
+        guard threshold.value.isFinite else {
+            throw DataError(file: url.path, "the threshold value is \(threshold.value); it must be a finite number")
+        }
+        guard threshold.indexID == index.id else {
+            throw DataError(file: url.path, "this threshold was calibrated for another index (id \(threshold.indexID)); the index has id \(index.id)")
+        }
+        return threshold
+    }
+}
+
+/// A DecodingError in words: which field, and what was wrong with it.
+func describe(_ error: DecodingError) -> String {
+    func field(_ path: [CodingKey]) -> String { path.isEmpty ? "the top level" : "'" + path.map(\.stringValue).joined(separator: ".") + "'" }
+    switch error {
+    case .keyNotFound(let key, let context): return "field '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))' is missing"
+    case .typeMismatch(let type, let context): return "\(field(context.codingPath)) is not of type \(type)"
+    case .valueNotFound(let type, let context): return "\(field(context.codingPath)) is null, expected \(type)"
+    case .dataCorrupted(let context):
+        return context.codingPath.isEmpty ? "not valid JSON" : "\(field(context.codingPath)) is invalid: \(context.debugDescription)"
+    @unknown default: return "\(error)"
+    }
 }
 
 /// Anchor embeddings of normal images, with what is needed to use them safely: the sha256 of the
 /// model that made them, the preprocessing, and a calibrated threshold when there is one.
 ///
-/// File layout (`.kzi`): the line "KZI1", one line of JSON (the header), then count·dim float32 (little endian).
+/// File layout (`.kzi`, format 2): the line "KZI2", one line of JSON (the header), count·dim float32
+/// (little endian), then the SHA-256 of everything before it (32 bytes), verified on load.
 public struct AnchorIndex: Equatable {
     public struct Header: Codable, Equatable {
         public var modelSHA256: String
@@ -68,34 +100,89 @@ public struct AnchorIndex: Equatable {
         return h.finalize().prefix(16).map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The format this Kizuki writes and reads; format 1 had no checksum.
+    public static let formatVersion = 2
+    static let magic = Data("KZI\(formatVersion)\n".utf8)
+    static let checksumSize = 32
+
     public func write(to url: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        var data = Data("KZI1\n".utf8)
+        var data = Self.magic
         data.append(try encoder.encode(header))
         data.append(Data("\n".utf8))
         embeddings.withUnsafeBytes { data.append(contentsOf: $0) }
+        data.append(Data(Self.checksum(data)))
         do { try data.write(to: url, options: .atomic) } catch {
             throw DataError(file: url.path, "cannot write the index: \(error.localizedDescription)")
         }
     }
 
+    static func checksum(_ data: Data) -> [UInt8] {
+        var hash = SHA256()
+        hash.update(data)
+        return hash.finalize()
+    }
+
+    /// Reads an index, checking its format version, sizes and checksum. Use `load(from:for:)` to also
+    /// check it against the model that will use it.
     public init(contentsOf url: URL) throws {
-        guard let data = try? Data(contentsOf: url) else { throw DataError(file: url.path, "cannot read the index (missing?)") }
-        guard data.starts(with: Data("KZI1\n".utf8)) else { throw DataError(file: url.path, "not a Kizuki anchor index (no KZI1 header)") }
-        let rest = data.dropFirst(5)
-        guard let newline = rest.firstIndex(of: UInt8(ascii: "\n")) else { throw DataError(file: url.path, "truncated index header") }
-        do { header = try JSONDecoder().decode(Header.self, from: rest[rest.startIndex..<newline]) } catch {
-            throw DataError(file: url.path, "corrupt index header: \(error)")
+        let path = url.path
+        let data = try RegularFile(path: path, what: "anchor index").readAll()
+        guard data.starts(with: Data("KZI".utf8)), let newline = data.firstIndex(of: UInt8(ascii: "\n")),
+              let version = Int(String(decoding: data[data.startIndex + 3..<newline], as: UTF8.self)) else {
+            throw DataError(file: path, "not a Kizuki anchor index (no KZI\(Self.formatVersion) header line)")
         }
-        let payload = data[(newline + 1)...]
-        guard header.count > 0, header.dim > 0, payload.count == header.count * header.dim * 4 else {
-            throw DataError(file: url.path, "the index holds \(payload.count) bytes of embeddings; its header says \(header.count) x \(header.dim) float32")
+        guard version == Self.formatVersion else {
+            let why = version < Self.formatVersion ? "an older format (without a checksum)" : "a newer format than this Kizuki knows"
+            throw DataError(file: path, "index format \(version) is \(why); this Kizuki reads format \(Self.formatVersion): rebuild the index with `kizuki index`")
         }
-        embeddings = payload.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let rest = data[(newline + 1)...]
+        guard let headerEnd = rest.firstIndex(of: UInt8(ascii: "\n")) else { throw DataError(file: path, "truncated index header") }
+        do { header = try JSONDecoder().decode(Header.self, from: rest[rest.startIndex..<headerEnd]) } catch let error as DecodingError {
+            throw DataError(file: path, "corrupt index header: \(describe(error))")
+        }
+        // The payload is what lies between the header line and the checksum; its size must be count x dim
+        // float32, computed without overflow.
+        let payloadBytes = data.endIndex - (headerEnd + 1) - Self.checksumSize
+        let (values, overflow) = header.count.multipliedReportingOverflow(by: header.dim)
+        guard header.count > 0, header.dim > 0, !overflow, values <= Int.max / 4, payloadBytes == values * 4 else {
+            throw DataError(file: path, "the index holds \(max(payloadBytes, 0)) bytes of embeddings; its header says \(header.count) x \(header.dim) float32")
+        }
+        let stored = [UInt8](data.suffix(Self.checksumSize))
+        guard Self.checksum(data.dropLast(Self.checksumSize)) == stored else {
+            throw DataError(file: path, "checksum mismatch: the index is corrupt or was edited; rebuild it with `kizuki index`")
+        }
+        // Copied bytewise: the payload starts after a header of any length, so it need not be aligned for Float.
+        embeddings = [Float](unsafeUninitializedCapacity: values) { buffer, initialized in
+            data[(headerEnd + 1)..<(data.endIndex - Self.checksumSize)].withUnsafeBytes {
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0)
+            }
+            initialized = values
+        }
         if let bad = embeddings.firstIndex(where: { !$0.isFinite }) {
-            throw DataError(file: url.path, "anchor \(bad / header.dim) has a non-finite value \(embeddings[bad])")
+            throw DataError(file: path, "anchor \(bad / header.dim) has a non-finite value \(embeddings[bad])")
         }
+    }
+
+    /// Reads an index and checks that it belongs to `embedder`: made by the same model file (sha256),
+    /// holding embeddings of the dimension that model produces. Scoring and calibrating load through this.
+    public static func load(from url: URL, for embedder: Embedder) throws -> AnchorIndex {
+        let index = try AnchorIndex(contentsOf: url)
+        try index.check(modelSHA256: embedder.modelSHA256, file: url.path)
+        let dim = try embeddingDimension(of: embedder)
+        guard dim == index.header.dim else {
+            throw DataError(file: url.path, "the index holds \(index.header.dim)-d embeddings but the model produces \(dim)-d ones: rebuild the index with `kizuki index`")
+        }
+        return index
+    }
+
+    /// The model's embedding size: its declared output shape [N, D] when D is fixed, else measured on one blank image.
+    static func embeddingDimension(of embedder: Embedder) throws -> Int {
+        let declared = embedder.session.outputs.first { $0.name == embedder.outputName }?.type?.shape
+        if let declared, declared.count == 2, let dim = declared[1].fixedSize { return dim }
+        let blank = ImageSet(height: embedder.height, width: embedder.width, pixels: [Float](repeating: 0, count: embedder.height * embedder.width))
+        return try embedder.embedBatch(blank, range: 0..<1).count
     }
 
     /// Refuses to score with a model other than the one that made the anchors.

@@ -15,8 +15,8 @@ public final class Embedder {
     public let modelSHA256: String
 
     public init(modelFile url: URL, options: SessionOptions = .init()) throws {
-        let bytes = try Data(contentsOf: url)
-        modelSHA256 = SHA256.hex(bytes)
+        // A regular file only: Data(contentsOf:) would hang on a FIFO and report errors without the path.
+        modelSHA256 = SHA256.hex(try RegularFile(path: url.path, what: "ONNX model").readAll())
         let model = try Model(contentsOf: url)
         session = try Session(model: model, options: options)
         guard session.inputs.count == 1, let input = session.inputs.first else {

@@ -36,14 +36,18 @@ public enum FashionMNIST {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw DataError(file: dir.path, "Fashion-MNIST file \(name)[.gz] not found (install the Debian package dataset-fashion-mnist, or pass --data DIR / set KIZUKI_DATA)")
         }
-        let raw = try IDXFile.decompressedContents(of: url)
+        // Images are (N, 28, 28), labels (N): the rank is checked before any data is inflated.
+        let idx = try IDXFile(contentsOf: url, rank: name.contains("images") ? 3 : 1)
         if verify, let expected = checksums[name] {
-            let actual = SHA256.hex(raw)
+            var hash = SHA256()
+            hash.update(idx.headerBytes)
+            hash.update(idx.bytes)
+            let actual = hash.finalizeHex()
             guard actual == expected else {
                 throw DataError(file: url.path, "sha256 of the decompressed content is \(actual), expected \(expected): the file is not the official \(name)")
             }
         }
-        return try IDXFile(data: raw, file: url.path)
+        return idx
     }
 
     /// The reference experiment's split.

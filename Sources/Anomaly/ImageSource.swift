@@ -47,10 +47,13 @@ public enum ImageSource: Equatable, CustomStringConvertible {
         }
     }
 
+    /// The most pixels one source may hold (256 M, 1 GiB as float32), checked from headers before decoding.
+    public static let maxTotalPixels = 1 << 28
+
     /// Loads the images, checking (or with `resize`, making) their size `height` x `width`.
     public func load(dataDirectory: String? = nil, height: Int = 28, width: Int = 28,
                      resize: ImageSet.ResizeMode? = nil) throws -> ImageSet {
-        let images = try loadRaw(dataDirectory: dataDirectory)
+        let images = try loadRaw(dataDirectory: dataDirectory, expected: resize == nil ? (height, width) : nil)
         guard images.count > 0 else { throw DataError(file: description, "no images") }
         if images.height == height && images.width == width { return images }
         guard let resize else {
@@ -59,31 +62,45 @@ public enum ImageSource: Equatable, CustomStringConvertible {
         return images.resized(height: height, width: width, mode: resize)
     }
 
-    func loadRaw(dataDirectory: String?) throws -> ImageSet {
+    /// The images as stored. `expected` (height, width), when given, is checked before decoding PNGs.
+    func loadRaw(dataDirectory: String?, expected: (height: Int, width: Int)? = nil) throws -> ImageSet {
         switch self {
         case .fashionMNIST(let split, let classes):
             let all = try FashionMNIST.load(split, from: FashionMNIST.directory(dataDirectory))
             if classes.isEmpty { return all }
             return all.subset(all.labels.indices.filter { classes.contains(all.labels[$0]) })
         case .idx(let path):
-            let idx = try IDXFile(contentsOf: URL(fileURLWithPath: path))
-            guard idx.dims.count == 3 else { throw DataError(file: path, "IDX dims \(idx.dims) are not images (N, H, W)") }
+            let idx = try IDXFile(contentsOf: URL(fileURLWithPath: path), rank: 3, maxBytes: Self.maxTotalPixels)
             return ImageSet(height: idx.dims[1], width: idx.dims[2], bytes: [UInt8](idx.bytes))
         case .pngFolder(let path):
             let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.lowercased().hasSuffix(".png") }.sorted()
             guard !files.isEmpty else { throw DataError(file: path, "the folder has no .png files") }
-            var pixels: [Float] = []
-            var size: (Int, Int)?
-            for f in files {
-                let url = URL(fileURLWithPath: path).appendingPathComponent(f)
-                let (h, w, bytes) = try PNG.readGray(url)
-                if let size, size != (h, w) {
-                    throw DataError(file: url.path, "is \(h)x\(w) but earlier images are \(size.0)x\(size.1); all images must share one size")
+            let urls = files.map { URL(fileURLWithPath: path).appendingPathComponent($0) }
+            // Headers first: every size is checked, against the others and the model, before any pixel is decoded.
+            var size: (height: Int, width: Int)?
+            for url in urls {
+                let s = try PNG.size(url)
+                if let size, size != s {
+                    throw DataError(file: url.path, "is \(s.height)x\(s.width) but earlier images are \(size.height)x\(size.width); all images must share one size")
                 }
-                size = (h, w)
+                if size == nil, let expected, s != expected {
+                    throw DataError(file: url.path, "is \(s.height)x\(s.width); the model expects \(expected.height)x\(expected.width) (pass --resize nearest|bilinear to resize)")
+                }
+                size = s
+            }
+            guard let size else { throw DataError(file: path, "the folder has no .png files") }
+            let (total, overflow) = (size.height * size.width).multipliedReportingOverflow(by: urls.count)
+            guard !overflow, total <= Self.maxTotalPixels else {
+                throw DataError(file: path, "\(urls.count) images of \(size.height)x\(size.width) are more than the \(Self.maxTotalPixels) pixels Kizuki loads at once")
+            }
+            var pixels: [Float] = []
+            pixels.reserveCapacity(total)
+            for url in urls {
+                let (h, w, bytes) = try PNG.readGray(url)
+                guard (h, w) == size else { throw DataError(file: url.path, "changed while being read (now \(h)x\(w))") }
                 pixels += bytes.map { Float($0) / 255 }
             }
-            var set = ImageSet(height: size!.0, width: size!.1, pixels: pixels)
+            var set = ImageSet(height: size.height, width: size.width, pixels: pixels)
             set.names = files
             return set
         case .npy(let path):

@@ -22,8 +22,11 @@ public struct SHA256 {
     public static func hex(_ data: Data) -> String {
         var s = SHA256()
         s.update(data)
-        return s.finalize().map { String(format: "%02x", $0) }.joined()
+        return s.finalizeHex()
     }
+
+    /// The digest as 64 lowercase hex digits.
+    public mutating func finalizeHex() -> String { finalize().map { String(format: "%02x", $0) }.joined() }
 
     public mutating func update(_ data: Data) {
         length &+= UInt64(data.count)

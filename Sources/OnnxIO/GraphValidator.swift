@@ -1,12 +1,40 @@
 import Foundation
 
-/// Structural checks of a graph, before anything runs it: unique initializer names, every node
-/// input defined (by a graph input, an initializer, an earlier node or an enclosing graph), and no cycles.
+/// Structural checks of a graph, before anything runs it: a main graph with outputs, unique graph input,
+/// output and initializer names, every node input defined (by a graph input, an initializer, an earlier
+/// node or an enclosing graph), no cycles, and subgraphs nested at most `NestingLimit.maxGraphDepth` deep.
 /// Nodes need not be listed in topological order; a cycle is reported with a node on it.
+/// Nothing here recurses on the graph's nesting: models built in Swift are not bounded by the decoder's check.
 struct GraphValidator {
     let file: String
 
-    func check(_ graph: Graph, outer: Set<String> = [], path: String = "graph") throws {
+    func check(_ root: Graph) throws {
+        try checkNesting(root)
+        guard !root.outputs.isEmpty else {
+            throw OnnxError(.malformed, file: file, "graph: the main graph has no outputs, so it computes nothing")
+        }
+        var pending = [(graph: root, outer: Set<String>(), path: "graph")]
+        while let (graph, outer, path) = pending.popLast() {
+            pending += try checkOne(graph, outer: outer, path: path)
+        }
+    }
+
+    /// Refuses graphs nested deeper than the limit (walked with an explicit stack), so that
+    /// the recursive helpers below (`implicitInputs`) see bounded depth.
+    private func checkNesting(_ root: Graph) throws {
+        var pending = [(graph: root, depth: 1)]
+        while let (graph, depth) = pending.popLast() {
+            guard depth <= NestingLimit.maxGraphDepth else {
+                throw OnnxError(.tooDeep, file: file, "graph: subgraphs are nested more than \(NestingLimit.maxGraphDepth) levels deep; Kizuki reads at most \(NestingLimit.maxGraphDepth)")
+            }
+            for node in graph.nodes { for g in node.subgraphs { pending.append((g, depth + 1)) } }
+        }
+    }
+
+    /// Checks one graph; returns its subgraphs with the names they can see.
+    private func checkOne(_ graph: Graph, outer: Set<String>, path: String) throws -> [(graph: Graph, outer: Set<String>, path: String)] {
+        try requireUnique(graph.inputs.map(\.name), "graph input", path: path)
+        try requireUnique(graph.outputs.map(\.name), "graph output", path: path)
         var defined = outer
         var initializers = Set<String>()
         for t in graph.initializers {
@@ -61,21 +89,35 @@ struct GraphValidator {
         }
         // Subgraphs see everything defined in this graph.
         let visible = defined.union(producer.keys)
-        for node in graph.nodes {
-            for attribute in node.attributes {
-                switch attribute.value {
-                case .graph(let g):
-                    try check(g, outer: visible, path: "\(path) > \(node.label).\(attribute.name)")
-                case .graphs(let gs):
-                    for g in gs { try check(g, outer: visible, path: "\(path) > \(node.label).\(attribute.name)") }
-                default: break
-                }
+        return graph.nodes.flatMap { node in
+            node.attributes.flatMap { attribute in
+                attribute.subgraphs.map { (graph: $0, outer: visible, path: "\(path) > \(node.label).\(attribute.name)") }
             }
+        }
+    }
+
+    private func requireUnique(_ names: [String], _ what: String, path: String) throws {
+        var seen = Set<String>()
+        for name in names where !seen.insert(name).inserted {
+            throw OnnxError(.duplicateName, file: file, "\(path): \(what) '\(name)' is declared twice")
+        }
+    }
+}
+
+extension Attribute {
+    /// The graphs this attribute holds (a GRAPH or GRAPHS value), else none.
+    var subgraphs: [Graph] {
+        switch value {
+        case .graph(let g): return [g]
+        case .graphs(let gs): return gs
+        default: return []
         }
     }
 }
 
 extension Node {
+    var subgraphs: [Graph] { attributes.flatMap(\.subgraphs) }
+
     /// Names of outer-scope values read by this node's subgraphs (If/Loop/Scan bodies): they order
     /// the node after their producers just like its inputs do.
     var implicitInputs: [String] {
@@ -89,13 +131,7 @@ extension Node {
             }
             for o in g.outputs where !local.contains(o.name) { names.append(o.name) }
         }
-        for attribute in attributes {
-            switch attribute.value {
-            case .graph(let g): visit(g)
-            case .graphs(let gs): gs.forEach(visit)
-            default: break
-            }
-        }
+        subgraphs.forEach(visit)
         return names
     }
 }

@@ -1,25 +1,9 @@
 import CONNX
 import Foundation
 
-/// Reads a whole file, turning the usual failures into errors that name it.
-func readFile(_ url: URL, what: String) throws -> Data {
-    let path = url.path
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw OnnxError(.notFound, file: path, "no such \(what) file")
-    }
-    if isDirectory.boolValue { throw OnnxError(.isDirectory, file: path, "is a folder, not a file (expected: \(what))") }
-    let data: Data
-    do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-        throw OnnxError(.io, file: path, "cannot read: \(error.localizedDescription)")
-    }
-    if data.isEmpty { throw OnnxError(.empty, file: path, "the \(what) file is empty") }
-    return data
-}
-
 extension Model {
-    /// Loads an ONNX model file, with external data from its folder, and checks it
-    /// (tensor sizes, unique names, every node input produced, no cycles) unless `validate` is false.
+    /// Loads an ONNX model file, with external data from its folder, and checks it (IR and opset versions
+    /// Kizuki knows, tensor sizes, unique names, every node input produced, no cycles) unless `validate` is false.
     public init(contentsOf url: URL, validate: Bool = true) throws {
         let data = try readFile(url, what: "ONNX model")
         try self.init(serialized: data, file: url.path, baseDirectory: url.deletingLastPathComponent(), validate: validate)
@@ -30,14 +14,17 @@ extension Model {
     public init(serialized data: Data, file: String = "<memory>", baseDirectory: URL? = nil, validate: Bool = true) throws {
         let context = DecodeContext(file: file, baseDirectory: baseDirectory)
         self = try data.withUnsafeBytes { bytes in
-            try withUnpacked(bytes, file: file, what: "ONNX model", unpack: onnx__model_proto__unpack,
+            try withUnpacked(bytes, file: file, what: "ONNX model", descriptor: Descriptors.model, unpack: onnx__model_proto__unpack,
                              free: onnx__model_proto__free_unpacked) { try context.model($0) }
         }
         if data.count > 0 && graph.nodes.isEmpty && graph.inputs.isEmpty && graph.outputs.isEmpty && opsetImports.isEmpty {
             // protobuf accepts many random byte strings as a message of unknown fields only.
             throw OnnxError(.malformed, file: file, "not an ONNX model: no graph, inputs, outputs or opset imports")
         }
-        if validate { try GraphValidator(file: file).check(graph) }
+        if validate {
+            try checkVersions(file: file)
+            try GraphValidator(file: file).check(graph)
+        }
     }
 
     /// The model as ModelProto bytes; initializers are stored inline.
@@ -82,7 +69,7 @@ extension Tensor {
     public init(protobuf data: Data, file: String = "<memory>") throws {
         let context = DecodeContext(file: file, baseDirectory: nil)
         self = try data.withUnsafeBytes { bytes in
-            try withUnpacked(bytes, file: file, what: "TensorProto", unpack: onnx__tensor_proto__unpack,
+            try withUnpacked(bytes, file: file, what: "TensorProto", descriptor: Descriptors.tensor, unpack: onnx__tensor_proto__unpack,
                              free: onnx__tensor_proto__free_unpacked) { try context.tensor($0, owner: "file") }
         }
     }

@@ -58,11 +58,21 @@ public enum Npy {
             guard let d = Int(trimmed), d >= 0 else { throw OnnxError(.malformed, file: file, "bad shape \(shapeText) in .npy header") }
             dims.append(d)
         }
-        let count = dims.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+        // The header's size, overflow-checked, must be exactly what the file holds after it.
         let start = headerStart + headerLength
-        guard let needed = type.byteCount(elements: count), data.count - start == needed else {
-            throw OnnxError(.invalidTensor, file: file,
-                            "the .npy data has \(data.count - start) bytes but shape \(dims) of \(type) needs \(type.byteCount(elements: count) ?? -1)")
+        var count = 1
+        for d in dims {
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow else {
+                throw OnnxError(.invalidTensor, file: file, "shape \(dims) in the .npy header has more elements than can be counted; the file has \(data.count - start) bytes of data")
+            }
+            count = product
+        }
+        guard let needed = type.byteCount(elements: count) else {
+            throw OnnxError(.invalidTensor, file: file, "shape \(dims) of \(type) in the .npy header needs more bytes than can be counted; the file has \(data.count - start)")
+        }
+        guard data.count - start == needed else {
+            throw OnnxError(.invalidTensor, file: file, "the .npy data has \(data.count - start) bytes but shape \(dims) of \(type) needs \(needed)")
         }
         return Tensor(dataType: type, dims: dims, data: Data(data[(base + start)...]))
     }

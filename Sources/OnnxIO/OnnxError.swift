@@ -5,7 +5,7 @@ import Foundation
 public struct OnnxError: Error, CustomStringConvertible, Equatable {
     public enum Kind: String, Sendable {
         case io, notFound, isDirectory, empty, malformed, tooLarge, invalidTensor, externalData,
-             duplicateName, danglingInput, cycle, unsupported
+             duplicateName, danglingInput, cycle, unsupported, tooDeep
     }
     public var kind: Kind
     public var file: String

@@ -26,13 +26,15 @@ final class BoundedAllocator {
     }
 }
 
-/// Unpacks `bytes` with protobuf-c's `unpack` for one message type, converts it, frees it.
+/// Unpacks `bytes` with protobuf-c's `unpack` for one message type (`descriptor`), converts it, frees it.
+/// The nesting is checked first: protobuf-c's recursion would overflow the stack on a deep file.
 func withUnpacked<M, R>(
-    _ bytes: UnsafeRawBufferPointer, file: String, what: String,
+    _ bytes: UnsafeRawBufferPointer, file: String, what: String, descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
     unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<M>?,
     free freeMessage: (UnsafeMutablePointer<M>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
     _ body: (UnsafeMutablePointer<M>) throws -> R
 ) throws -> R {
+    try NestingLimit.check(bytes, as: descriptor, file: file, what: what)
     let allocator = BoundedAllocator(inputSize: bytes.count)
     let empty: [UInt8] = [0]
     let message: UnsafeMutablePointer<M>? = try withUnsafeMutablePointer(to: &allocator.raw) { alloc in
@@ -262,7 +264,7 @@ extension DecodeContext {
 
         if p.has_data_location != 0 && p.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
             let entries = pairs(p.n_external_data, p.external_data)
-            let (data, location) = try readExternal(entries, what: what)
+            let (data, location) = try readExternal(entries, what: what, expectedBytes: type.byteCount(elements: count))
             tensor.data = data
             tensor.externalLocation = location
         } else if type == .string {
@@ -330,54 +332,67 @@ extension DecodeContext {
         }
     }
 
-    /// Reads `location`/`offset`/`length` from a file beside the model, refusing paths that leave its folder.
-    private func readExternal(_ entries: [StringPair], what: String) throws -> (Data, ExternalLocation) {
-        var location: String?
-        var offset = 0
-        var length: Int?
+    /// Reads `location`/`offset`/`length` from a regular file inside the model's folder. The location
+    /// is resolved (symlinks followed) and must stay inside the folder's own resolved path, so neither
+    /// `..`, an absolute path nor a symlink can make a model disclose another file; FIFOs and devices
+    /// are refused before any read could block. With `expectedBytes` (the tensor's size) known, a range
+    /// of another length is refused before reading.
+    private func readExternal(_ entries: [StringPair], what: String, expectedBytes: Int?) throws -> (Data, ExternalLocation) {
+        var location: String?, offsetText: String?, lengthText: String?
         for entry in entries {
             switch entry.key {
             case "location": location = entry.value
-            case "offset":
-                guard let v = Int(entry.value), v >= 0 else {
-                    throw OnnxError(.externalData, file: file, "\(what) has an invalid external data offset '\(entry.value)'")
-                }
-                offset = v
-            case "length":
-                guard let v = Int(entry.value), v >= 0 else {
-                    throw OnnxError(.externalData, file: file, "\(what) has an invalid external data length '\(entry.value)'")
-                }
-                length = v
+            case "offset": offsetText = entry.value
+            case "length": lengthText = entry.value
             default: break
             }
         }
         guard let location, !location.isEmpty else {
             throw OnnxError(.externalData, file: file, "\(what) is stored externally but names no location")
         }
+        func refuse(_ why: String) -> OnnxError {
+            OnnxError(.externalData, file: file, "\(what): external data '\(location)' \(why)")
+        }
+        func count(_ text: String?, _ key: String) throws -> Int? {
+            guard let text else { return nil }
+            guard let v = Int(text), v >= 0 else { throw refuse("has an invalid \(key) '\(text)'") }
+            return v
+        }
+        let offset = try count(offsetText, "offset") ?? 0
+        let length = try count(lengthText, "length")
         let parts = location.split(separator: "/", omittingEmptySubsequences: true)
         if location.hasPrefix("/") || location.hasPrefix("\\") || parts.contains("..") || location.contains(":") {
-            throw OnnxError(.externalData, file: file,
-                            "\(what) refers to external data '\(location)' outside the model's folder; refused")
+            throw refuse("lies outside the model's folder; refused")
         }
-        guard let base = baseDirectory else {
-            throw OnnxError(.externalData, file: file, "\(what) refers to external data '\(location)' but the model was loaded from memory")
+        guard let base = baseDirectory else { throw refuse("cannot be read: the model was loaded from memory") }
+        guard let folder = resolvedPath(base.path) else { throw refuse("cannot be read: the model's folder \(base.path) cannot be resolved") }
+        guard let resolved = resolvedPath(base.appendingPathComponent(location).path) else {
+            throw errno == ENOENT ? refuse("is missing") : refuse("cannot be resolved: \(String(cString: strerror(errno)))")
         }
-        let path = base.appendingPathComponent(location).path
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw OnnxError(.externalData, file: file, "\(what): external data file '\(location)' is missing")
+        guard resolved.hasPrefix(folder == "/" ? "/" : folder + "/") else {
+            throw refuse("leads outside the model's folder (through a symbolic link); refused")
         }
-        defer { try? handle.close() }
-        let size = Int((try? handle.seekToEnd()) ?? 0)
-        let wanted = length ?? max(0, size - offset)
-        guard offset <= size, wanted <= size - offset else {
-            throw OnnxError(.externalData, file: file,
-                            "\(what): external data file '\(location)' has \(size) bytes, too short for offset \(offset) + length \(wanted)")
+        let source: RegularFile
+        do { source = try RegularFile(path: resolved, what: "external data", followSymlinks: false) } catch let e as OnnxError {
+            throw refuse(e.message)
         }
-        try handle.seek(toOffset: UInt64(offset))
-        let data = wanted == 0 ? Data() : (try handle.read(upToCount: wanted) ?? Data())
-        guard data.count == wanted else {
-            throw OnnxError(.externalData, file: file, "\(what): could not read \(wanted) bytes from '\(location)'")
+        let (end, overflow) = offset.addingReportingOverflow(length ?? 0)
+        guard !overflow, end <= source.size else {
+            throw refuse("has \(source.size) bytes, too short for offset \(offset)" + (length.map { " + length \($0)" } ?? ""))
         }
+        let wanted = length ?? source.size - offset
+        if let expectedBytes, wanted != expectedBytes {
+            throw refuse("holds \(wanted) bytes from offset \(offset), but the tensor's type and dims need \(expectedBytes)")
+        }
+        let data: Data
+        do { data = try source.read(offset: offset, count: wanted) } catch let e as OnnxError { throw refuse(e.message) }
         return (data, ExternalLocation(path: location, offset: offset, length: wanted))
     }
+}
+
+/// The absolute path with every symbolic link, `.` and `..` resolved (realpath(3)); nil when it does not exist.
+func resolvedPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
 }

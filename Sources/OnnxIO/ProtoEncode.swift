@@ -84,6 +84,10 @@ final class CArena {
     /// Turns kept bytes back into a C message of the right type (freed with the arena).
     func restore<T>(_ opaque: OpaqueMessage, as type: T.Type) throws -> UnsafeMutablePointer<T> {
         let descriptor = Descriptors.of(opaque.kind)
+        // Kept bytes can be built by hand (OpaqueMessage is public): bound their nesting like a file's.
+        try opaque.bytes.withUnsafeBytes {
+            try NestingLimit.check($0, as: descriptor, file: "", what: "kept \(opaque.kind.rawValue) message")
+        }
         let message: UnsafeMutablePointer<ProtobufCMessage>? = opaque.bytes.withUnsafeBytes { raw in
             let empty: UInt8 = 0
             return withUnsafePointer(to: empty) { fallback in
@@ -110,6 +114,9 @@ enum Descriptors {
         return UnsafeRawPointer(m).assumingMemoryBound(to: ProtobufCMessage.self).pointee.descriptor
     }
 
+    static let model = read(onnx__model_proto__init)
+    static let graph = read(onnx__graph_proto__init)
+    static let tensor = read(onnx__tensor_proto__init)
     static let function = read(onnx__function_proto__init)
     static let trainingInfo = read(onnx__training_info_proto__init)
     static let sparseTensor = read(onnx__sparse_tensor_proto__init)

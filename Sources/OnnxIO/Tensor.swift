@@ -105,12 +105,14 @@ public struct Tensor: Sendable {
                   data: int64s.withUnsafeBufferPointer { Data(buffer: $0) })
     }
 
-    /// The elements read as `T` (the caller names the type matching `dataType`).
+    /// The elements read as `T` (the caller names the type matching `dataType`); whole elements only.
     public func elements<T>(as type: T.Type) -> [T] {
         let count = data.count / MemoryLayout<T>.stride
         return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
-            _ = data.withUnsafeBytes { raw in
-                memcpy(buffer.baseAddress!, raw.baseAddress!, count * MemoryLayout<T>.stride)
+            // copyMemory, unlike memcpy through force-unwrapped addresses, accepts empty buffers (no address).
+            data.withUnsafeBytes { raw in
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: raw[..<(count * MemoryLayout<T>.stride)]))
             }
             initialized = count
         }

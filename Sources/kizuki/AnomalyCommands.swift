@@ -72,15 +72,10 @@ struct Score: ParsableCommand {
     func run() throws {
         do {
             let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
-            let anchorIndex = try AnchorIndex(contentsOf: URL(fileURLWithPath: index))
-            try anchorIndex.check(modelSHA256: embedder.modelSHA256, file: index)
+            let anchorIndex = try AnchorIndex.load(from: URL(fileURLWithPath: index), for: embedder)
             var limit = threshold ?? anchorIndex.header.threshold?.value
             if let thresholdFile {
-                let t = try JSONDecoder().decode(Threshold.self, from: Data(contentsOf: URL(fileURLWithPath: thresholdFile)))
-                guard t.indexID == anchorIndex.id else {
-                    throw DataError(file: thresholdFile, "this threshold was calibrated for another index (id \(t.indexID)); \(index) has id \(anchorIndex.id)")
-                }
-                limit = t.value
+                limit = try Threshold.load(from: URL(fileURLWithPath: thresholdFile), for: anchorIndex).value
             }
             let set = try imageOptions.load(images, for: embedder)
             let (values, _) = try imageOptions.embed(set, with: embedder, label: "score")
@@ -121,19 +116,16 @@ struct Calibrate: ParsableCommand {
     func run() throws {
         do {
             let url = URL(fileURLWithPath: index)
-            var anchorIndex = try AnchorIndex(contentsOf: url)
+            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            var anchorIndex = try AnchorIndex.load(from: url, for: embedder)
             let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim, threads: engine.threads)
             let scores: [Double]
             let what: String
             if let images {
-                let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
-                try anchorIndex.check(modelSHA256: embedder.modelSHA256, file: index)
                 let set = try imageOptions.load(images, for: embedder)
                 scores = try knn.scores(try imageOptions.embed(set, with: embedder, label: "calibrate").values, k: k)
                 what = images
             } else {
-                let sha = SHA256.hex(try Data(contentsOf: URL(fileURLWithPath: model)))
-                try anchorIndex.check(modelSHA256: sha, file: index)
                 scores = try knn.scores(anchorIndex.embeddings, k: k, skipSelf: true)
                 what = "the index's \(anchorIndex.header.count) anchors, leave-one-out"
             }

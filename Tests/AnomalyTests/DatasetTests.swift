@@ -49,7 +49,8 @@ final class DatasetTests: XCTestCase {
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: tmp) }
         for name in ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
-            var raw = try IDXFile.decompressedContents(of: dataDir.appendingPathComponent(name + ".gz"))
+            let idx = try IDXFile(contentsOf: dataDir.appendingPathComponent(name + ".gz"))
+            var raw = idx.headerBytes + idx.bytes
             if name.contains("labels") { raw[raw.count - 1] ^= 1 }  // one label changed
             try raw.write(to: tmp.appendingPathComponent(name))
         }

@@ -140,7 +140,7 @@ final class IndexFileTests: XCTestCase {
         try bytes.dropLast(4).write(to: tmp)
         XCTAssertThrowsError(try AnchorIndex(contentsOf: tmp)) { XCTAssertTrue("\($0)".contains("holds 20 bytes"), "\($0)") }
         try Data("garbage".utf8).write(to: tmp)
-        XCTAssertThrowsError(try AnchorIndex(contentsOf: tmp)) { XCTAssertTrue("\($0)".contains("KZI1"), "\($0)") }
+        XCTAssertThrowsError(try AnchorIndex(contentsOf: tmp)) { XCTAssertTrue("\($0)".contains("KZI\(AnchorIndex.formatVersion)"), "\($0)") }
         // A different index has a different id, so its threshold is refused by `score`.
         let other = AnchorIndex(header: header, embeddings: [1, 2, 3, 4, 5, 7])
         XCTAssertNotEqual(other.id, index.id)

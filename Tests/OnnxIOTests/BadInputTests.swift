@@ -109,6 +109,47 @@ final class BadInputTests: XCTestCase {
         XCTAssertNoThrow(try Model(contentsOf: url))
     }
 
+    func testDuplicateGraphInputOrOutputNames() throws {
+        var m = tinyModel()
+        m.graph.inputs.append(m.graph.inputs[0])
+        try assertLoadFails(m, .duplicateName, mentions: ["graph input", "'x'", "twice"])
+        m = tinyModel()
+        m.graph.outputs.append(m.graph.outputs[0])
+        try assertLoadFails(m, .duplicateName, mentions: ["graph output", "'y'", "twice"])
+    }
+
+    func testGraphWithoutOutputsIsRefused() throws {
+        var m = tinyModel()
+        m.graph.outputs = []
+        try assertLoadFails(m, .malformed, mentions: ["no outputs"])
+        m.graph.nodes = []
+        m.graph.initializers = []
+        try assertLoadFails(m, .malformed, mentions: ["no outputs"])
+    }
+
+    func testVersionsNewerThanKnownAreRefused() throws {
+        var m = tinyModel()
+        m.irVersion = 99
+        try assertLoadFails(m, .unsupported, mentions: ["IR version is 99", "up to \(Model.newestIRVersion)"])
+        m = tinyModel()
+        m.opsetImports = [OpsetID(domain: "ai.onnx", version: 99)]
+        try assertLoadFails(m, .unsupported, mentions: ["opset 99", "up to \(Model.newestDefaultOpset)"])
+        // The newest known versions load, and other domains' versions are not the default opset's.
+        m = tinyModel()
+        m.irVersion = Model.newestIRVersion
+        m.opsetImports = [OpsetID(domain: "", version: Model.newestDefaultOpset), OpsetID(domain: "com.example", version: 99)]
+        let url = tmp.appendingPathComponent("newest.onnx")
+        try m.save(to: url)
+        XCTAssertEqual(try Model(contentsOf: url), m)
+    }
+
+    func testElementsOfEmptyTensors() {
+        XCTAssertEqual(Tensor(dataType: .float, dims: [0]).floats, [])
+        XCTAssertEqual(Tensor(dataType: .int64, dims: [0, 3]).int64s, [])
+        XCTAssertEqual(Tensor(name: "e", floats: [], dims: [0]).floats, [])
+        XCTAssertEqual(Tensor(dataType: .uint8, dims: [3], data: Data([7, 8, 9]).dropFirst()).elements(as: UInt8.self), [8, 9])
+    }
+
     func testExternalDataMissingShortAndEscaping() throws {
         let url = tmp.appendingPathComponent("ext.onnx")
         try tinyModel().save(to: url, externalData: ExternalDataPolicy(thresholdBytes: 1, fileName: "ext.bin"))

@@ -50,6 +50,20 @@ final class NpyTests: XCTestCase {
         }
     }
 
+    func testHeaderSizesThatOverflowAreRefusedClearly() {
+        func npy(_ shape: String) -> Data {
+            let header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }\n"
+            return Data(Npy.magic + [1, 0, UInt8(header.utf8.count), 0]) + Data(header.utf8) + Data(count: 8)
+        }
+        XCTAssertThrowsError(try Npy.decode(npy("(4294967296, 4294967296, 4294967296)"), file: "big.npy")) {
+            XCTAssertTrue("\($0)".contains("big.npy") && "\($0)".contains("more elements than can be counted"), "\($0)")
+        }
+        // Elements countable, bytes not: 2^62 float32.
+        XCTAssertThrowsError(try Npy.decode(npy("(4611686018427387904,)"), file: "big.npy")) {
+            XCTAssertTrue("\($0)".contains("more bytes than can be counted"), "\($0)")
+        }
+    }
+
     func testWriteThenReadIsIdentityAndTruncationIsCaught() throws {
         let t = Tensor(floats: [1, -2, 3.5, .pi, 0, 7], dims: [2, 3])
         let bytes = try Npy.encode(t)
