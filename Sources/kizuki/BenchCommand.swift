@@ -74,7 +74,7 @@ struct Bench: ParsableCommand {
                 return i == 0 ? batch : 1
             }
             let count = shape.reduce(1, *)
-            feeds[info.name] = HostTensor(shape: shape, floats: (0..<count).map { _ in Float.random(in: 0..<1, using: &generator) })
+            feeds[info.name] = try HostTensor(shape: shape, floats: (0..<count).map { _ in Float.random(in: 0..<1, using: &generator) })
         }
         return feeds
     }

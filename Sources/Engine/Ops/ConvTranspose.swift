@@ -38,12 +38,12 @@ final class ConvTransposeKernel: Kernel {
         autoPad = try AutoPad(info)
         group = try info.int("group", 1)
         guard group >= 1 else { throw KernelError("group must be at least 1, got \(group)") }
-        kernelShape = try info.ints("kernel_shape")
-        strides = try info.ints("strides")
-        dilations = try info.ints("dilations")
-        pads = try info.ints("pads")
-        outputPadding = try info.ints("output_padding")
-        outputShapeAttribute = try info.ints("output_shape")
+        kernelShape = try info.sizes("kernel_shape")
+        strides = try info.sizes("strides")
+        dilations = try info.sizes("dilations")
+        pads = try info.sizes("pads")
+        outputPadding = try info.sizes("output_padding")
+        outputShapeAttribute = try info.sizes("output_shape")
         if let s = strides, s.contains(where: { $0 < 1 }) { throw KernelError("strides \(s) must be positive") }
         if let d = dilations, d.contains(where: { $0 < 1 }) { throw KernelError("dilations \(d) must be positive") }
     }
@@ -69,9 +69,12 @@ final class ConvTransposeKernel: Kernel {
 
         var begin = [Int](repeating: 0, count: r), output = [Int](repeating: 0, count: r)
         for i in 0..<r {
-            let full = s[i] * (input[i] - 1) + op[i] + (kernel[i] - 1) * d[i] + 1
+            // Attributes are bounded (`NodeInfo.sizes`), dims checked by the planner: only the products can overflow.
+            let what = "ConvTranspose output size on spatial axis \(i)"
+            let full = try [checkedMul(s[i], input[i] - 1, what), checkedMul(kernel[i] - 1, d[i], what), op[i], 1]
+                .reduce(0) { try checkedAdd($0, $1, what) }
             if pads == nil && (autoPad == .sameUpper || autoPad == .sameLower) {
-                output[i] = requested?[i] ?? input[i] * s[i]
+                output[i] = try requested?[i] ?? checkedMul(input[i], s[i], what)
                 let total = full - output[i]
                 // Floor division, as the reference does for a negative total too.
                 let half = Int((Double(total) / 2).rounded(.down))
@@ -113,9 +116,10 @@ final class ConvTransposeKernel: Kernel {
         return [ValueSpec(.float, g.outputShape)]
     }
 
-    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) -> Int {
-        guard let x = inputs[0], let w = inputs[1], let g = try? geometry(x: x.shape, w: w.shape) else { return 0 }
-        return (g.columnRows * g.inSpatial + 16) * 4
+    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) throws -> Int {
+        guard let x = inputs[0], let w = inputs[1] else { return 0 }
+        let g = try geometry(x: x.shape, w: w.shape)
+        return try checkedMul(checkedMul(g.columnRows, g.inSpatial, "ConvTranspose columns") + 16, 4, "ConvTranspose columns")
     }
 
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {
