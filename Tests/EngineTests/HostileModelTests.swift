@@ -140,6 +140,8 @@ final class HostileModelTests: XCTestCase {
         XCTAssertThrowsError(try HostTensor(shape: [2, 2], floats: [1, 2, 3])) { XCTAssertEqual(($0 as? EngineError)?.kind, .invalidInput) }
         XCTAssertThrowsError(try TensorStorage(byteCount: Int.max - 63)) { XCTAssertEqual(($0 as? EngineError)?.kind, .tooLarge) }
         XCTAssertEqual(try HostTensor(dtype: .float, shape: [0, 3]).elements(as: Float.self), [])
+        XCTAssertEqual(try HostTensor(shape: [0], floats: []).count, 0)
+        XCTAssertEqual(try HostTensor(Tensor(name: "e", dataType: .int64, dims: [2, 0])).shape, [2, 0])
         XCTAssertEqual(Tensor(name: "e", dataType: .float, dims: [0]).floats, [])
     }
 }
