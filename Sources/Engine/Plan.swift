@@ -77,7 +77,7 @@ final class Plan {
             if foldable && outSpecs.contains(where: { $0.constant == nil }) {
                 // All inputs known: run the node now and keep its outputs as constants.
                 let hostOutputs = try outSpecs.map { try HostTensor(dtype: $0.dtype, shape: $0.shape) }
-                try budget.reserve(hostOutputs.reduce(0) { $0 + $1.byteCount }, for: "node \(node.label), folded into constants,")
+                for t in hostOutputs { try budget.reserve(t.byteCount, for: "node \(node.label), folded into a constant,") }
                 let scratchBytes = try Plan.scratchBytes(node, kernel, inputSpecs, outSpecs, budget)
                 let scratch = scratchBytes > 0 ? try TensorStorage(byteCount: scratchBytes) : nil
                 do {
