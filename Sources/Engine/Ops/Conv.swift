@@ -98,7 +98,8 @@ struct ConvGeometry {
         guard group >= 1, x[1] % group == 0, w[0] % group == 0 else {
             throw KernelError("group \(group) must divide the input channels \(x[1]) and the output channels \(w[0])")
         }
-        guard w[1] * group == x[1] else {
+        // With no channels at all `group` divides them whatever it is, so the product is checked.
+        guard try checkedMul(w[1], group, "channels per group × groups") == x[1] else {
             throw KernelError("weights expect \(w[1]) channels per group × \(group) groups, the input has \(x[1]) channels")
         }
         let input = Array(x[2...])

@@ -93,7 +93,7 @@ final class ConvTransposeKernel: Kernel {
         var g = ConvTransposeGeometry()
         func pad3(_ v: [Int], _ fill: Int) -> [Int] { Array(repeating: fill, count: 3 - r) + v }
         let i3 = pad3(input, 1), k3 = pad3(kernel, 1), o3 = pad3(output, 1), s3 = pad3(s, 1), d3 = pad3(d, 1), p3 = pad3(begin, 0)
-        g.batch = x[0]; g.inC = x[1]; g.outC = w[1] * group; g.group = group
+        g.batch = x[0]; g.inC = x[1]; g.outC = try checkedMul(w[1], group, "output channels"); g.group = group
         (g.inD, g.inH, g.inW) = (i3[0], i3[1], i3[2])
         (g.kD, g.kH, g.kW) = (k3[0], k3[1], k3[2])
         (g.oD, g.oH, g.oW) = (o3[0], o3[1], o3[2])
