@@ -79,6 +79,8 @@ final class HostileModelTests: XCTestCase {
             Case(name: "ConvTranspose on zero channels with group Int64.max", op: "ConvTranspose", attributes: [attr("group", Int.max)],
                  inputs: [.fed(try HostTensor(dtype: .float, shape: [1, 0, 2, 2])), .constant(try HostTensor(dtype: .float, shape: [0, 2, 1, 1]))],
                  kind: .tooLarge),
+            Case(name: "Conv with an empty kernel axis", op: "Conv",
+                 inputs: [.fed(image), .constant(try HostTensor(dtype: .float, shape: [1, 1, 0, 1]))], kind: .nodeFailed),
             Case(name: "ConvTranspose with strides 2^47", op: "ConvTranspose", attributes: [attr("strides", [1 << 47, 1 << 47])],
                  inputs: [.fed(image), .constant(try Self.f32([1, 1, 1, 1], [1]))], kind: .tooLarge),
             Case(name: "ConvTranspose with output_shape 2^40 × 2^40", op: "ConvTranspose", attributes: [attr("output_shape", [1 << 40, 1 << 40])],

@@ -92,6 +92,7 @@ struct ConvGeometry {
         guard (1...3).contains(r) else { throw KernelError("Conv input must be 3-D, 4-D or 5-D (N, C, spatial...), got rank \(x.count)") }
         guard w.count == x.count else { throw KernelError("weights of rank \(w.count) do not match an input of rank \(x.count)") }
         let kernel = Array(w[2...])
+        guard kernel.allSatisfy({ $0 >= 1 }) else { throw KernelError("the weights' spatial shape \(kernel) has an empty axis") }
         if let k = a.kernelShape, k != kernel {
             throw KernelError("kernel_shape \(k) does not match the weights' spatial shape \(kernel)")
         }

@@ -53,6 +53,7 @@ final class ConvTransposeKernel: Kernel {
         guard (1...3).contains(r) else { throw KernelError("ConvTranspose input must be 3-D, 4-D or 5-D, got rank \(x.count)") }
         guard w.count == x.count else { throw KernelError("weights of rank \(w.count) do not match an input of rank \(x.count)") }
         let kernel = Array(w[2...])
+        guard kernel.allSatisfy({ $0 >= 1 }) else { throw KernelError("the weights' spatial shape \(kernel) has an empty axis") }
         if let k = kernelShape, k != kernel { throw KernelError("kernel_shape \(k) does not match the weights' spatial shape \(kernel)") }
         guard x[1] % group == 0, w[0] == x[1] else {
             throw KernelError("weights have \(w[0]) input channels, the input has \(x[1]) (group \(group) must divide them)")
