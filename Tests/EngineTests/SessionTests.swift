@@ -277,4 +277,15 @@ final class SessionTests: XCTestCase {
             XCTAssertEqual(g.scratchFloats, min(threads, 4) * columns, "threads \(threads)")
         }
     }
+
+    /// Convolution geometry is made when a shape is planned; later runs of that shape only look it up.
+    func testConvGeometryIsMadeOncePerPlannedShape() throws {
+        let session = try Session(model: convChain())
+        let conv = try XCTUnwrap(session.steps.first?.kernel as? ConvKernel)
+        for _ in 0..<3 { _ = try session.run(["x": random([2, 2, 4, 4])]) }
+        XCTAssertEqual(conv.geometries.map(\.x), [[2, 2, 4, 4]])
+        _ = try session.run(["x": random([5, 2, 4, 4])])
+        _ = try session.run(["x": random([2, 2, 4, 4])])
+        XCTAssertEqual(conv.geometries.map(\.x), [[2, 2, 4, 4], [5, 2, 4, 4]])
+    }
 }

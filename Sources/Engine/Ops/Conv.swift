@@ -258,7 +258,7 @@ final class ConvKernel: Kernel {
     private let runtimeWeights = ConvWeights()
     /// One geometry per planned pair of input and weight shapes, made at plan time: runs look it up
     /// (comparing arrays allocates nothing) instead of rebuilding it.
-    private var geometries: [(x: [Int], w: [Int], geometry: ConvGeometry)] = []
+    private(set) var geometries: [(x: [Int], w: [Int], geometry: ConvGeometry)] = []
 
     init(_ info: NodeInfo) throws {
         window = try WindowAttributes(info)
