@@ -62,7 +62,7 @@ public final class Embedder {
         let n = range.count
         let shape = channelsLast ? [n, height, width, 1] : [n, 1, height, width]
         let size = images.imageSize
-        let input = HostTensor(dtype: .float, shape: shape)
+        let input = try HostTensor(dtype: .float, shape: shape)
         images.pixels.withUnsafeBufferPointer { src in
             input.storage.pointer.copyMemory(from: src.baseAddress! + range.lowerBound * size, byteCount: n * size * 4)
         }

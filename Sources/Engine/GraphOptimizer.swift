@@ -45,15 +45,15 @@ private struct Rewriter {
         initializers[name].map { graph.initializers[$0] }
     }
 
-    func floats(_ name: String) -> [Float]? {
-        guard let t = constant(name), t.dataType == .float else { return nil }
-        return t.floats
+    /// A constant of `type` whose data holds exactly what its dims call for (else it is left to the kernels to report).
+    func wellFormed(_ name: String, _ type: DataType) -> Tensor? {
+        guard let t = constant(name), t.dataType == type, (try? TensorSize.bytes(t.dims, type)) == t.data.count else { return nil }
+        return t
     }
 
-    func ints(_ name: String) -> [Int]? {
-        guard let t = constant(name), t.dataType == .int64 else { return nil }
-        return t.int64s.map { Int($0) }
-    }
+    func floats(_ name: String) -> [Float]? { wellFormed(name, .float)?.floats }
+
+    func ints(_ name: String) -> [Int]? { wellFormed(name, .int64)?.int64s.map { Int($0) } }
 
     mutating func setInitializer(_ tensor: Tensor) {
         if let i = initializers[tensor.name] { graph.initializers[i] = tensor } else {
@@ -68,8 +68,14 @@ private struct Rewriter {
         return graph.nodes.firstIndex { $0.inputs.contains(value) }
     }
 
+    /// Rewrites only touch nodes whose input and output counts are valid for their op (and whose first
+    /// output is named): a malformed node is left as it is, for its kernel to report.
+    static func hasArity(_ n: Node, inputs: ClosedRange<Int>, outputs: ClosedRange<Int> = 1...1) -> Bool {
+        inputs.contains(n.inputs.count) && outputs.contains(n.outputs.count) && !n.outputs[0].isEmpty
+    }
+
     static func isDefaultConv(_ n: Node) -> Bool {
-        n.opType == "Conv" && n.domain.isEmpty
+        n.opType == "Conv" && n.domain.isEmpty && hasArity(n, inputs: 2...3)
     }
 
     // MARK: Pad → Conv
@@ -77,7 +83,7 @@ private struct Rewriter {
     mutating func foldPadsIntoConv() {
         var uses = useCounts()
         var removed = Set<Int>()
-        for (p, pad) in graph.nodes.enumerated() where pad.opType == "Pad" && pad.domain.isEmpty {
+        for (p, pad) in graph.nodes.enumerated() where pad.opType == "Pad" && pad.domain.isEmpty && Rewriter.hasArity(pad, inputs: 1...4) {
             guard let c = soleConsumer(of: pad.outputs[0], uses), Rewriter.isDefaultConv(graph.nodes[c]),
                   graph.nodes[c].inputs.first == pad.outputs[0] else { continue }
             var conv = graph.nodes[c]
@@ -91,7 +97,7 @@ private struct Rewriter {
             if pad.inputs.count > 2, !pad.inputs[2].isEmpty { guard let v = floats(pad.inputs[2]), v.allSatisfy({ $0 == 0 }) else { continue } }
             if pad.inputs.count > 3, !pad.inputs[3].isEmpty { continue }  // axes: keep it simple
             let rank = pads.count / 2
-            guard rank >= 3, pads.allSatisfy({ $0 >= 0 }), pads[0] == 0, pads[1] == 0, pads[rank] == 0, pads[rank + 1] == 0 else { continue }
+            guard pads.count % 2 == 0, rank >= 3, pads.allSatisfy({ $0 >= 0 }), pads[0] == 0, pads[1] == 0, pads[rank] == 0, pads[rank + 1] == 0 else { continue }
             let spatial = rank - 2
             var convPads = [Int](repeating: 0, count: 2 * spatial)
             if case .ints(let v)? = conv.attribute("pads") { convPads = v.map { Int($0) } }
@@ -114,7 +120,7 @@ private struct Rewriter {
 
     /// Per-output-channel values of a constant that broadcasts as [M,1,...] against [N,M,...] (or a scalar).
     func perChannel(_ name: String, channels m: Int, rank: Int) -> [Float]? {
-        guard let t = constant(name), t.dataType == .float else { return nil }
+        guard let t = wellFormed(name, .float) else { return nil }
         let v = t.floats
         if v.count == 1 { return [Float](repeating: v[0], count: m) }
         guard v.count == m else { return nil }
@@ -132,13 +138,15 @@ private struct Rewriter {
             let uses = useCounts()
             for c in graph.nodes.indices where Rewriter.isDefaultConv(graph.nodes[c]) {
                 let conv = graph.nodes[c]
-                guard let wName = conv.inputs.dropFirst().first, let w = constant(wName), w.dataType == .float, w.dims.count >= 3,
+                // Weights whose data matches their dims, with at least one output channel.
+                guard let wName = conv.inputs.dropFirst().first, let w = wellFormed(wName, .float), w.dims.count >= 3, w.dims[0] > 0,
                       let next = soleConsumer(of: conv.outputs[0], uses),
-                      ["Mul", "Add"].contains(graph.nodes[next].opType), graph.nodes[next].domain.isEmpty else { continue }
+                      ["Mul", "Add"].contains(graph.nodes[next].opType), graph.nodes[next].domain.isEmpty,
+                      Rewriter.hasArity(graph.nodes[next], inputs: 2...2) else { continue }
                 let op = graph.nodes[next]
                 let other = op.inputs[0] == conv.outputs[0] ? op.inputs[1] : op.inputs[0]
                 let m = w.dims[0]
-                guard op.inputs.count == 2, other != conv.outputs[0],
+                guard other != conv.outputs[0],
                       let values = perChannel(other, channels: m, rank: w.dims.count) else { continue }
                 var bias = conv.inputs.count > 2 && !conv.inputs[2].isEmpty ? floats(conv.inputs[2]) : [Float](repeating: 0, count: m)
                 guard bias?.count == m else { continue }
@@ -174,7 +182,7 @@ private struct Rewriter {
         for c in graph.nodes.indices where Rewriter.isDefaultConv(graph.nodes[c]) {
             guard let a = soleConsumer(of: graph.nodes[c].outputs[0], uses) else { continue }
             let act = graph.nodes[a]
-            guard act.domain.isEmpty, act.inputs.first == graph.nodes[c].outputs[0] else { continue }
+            guard act.domain.isEmpty, Rewriter.hasArity(act, inputs: act.opType == "Relu" ? 1...1 : 1...3), act.inputs.first == graph.nodes[c].outputs[0] else { continue }
             var lo = -Float.infinity, hi = Float.infinity
             switch act.opType {
             case "Relu": lo = 0

@@ -6,10 +6,13 @@ public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let byteCount: Int
 
-    public init(byteCount: Int) {
+    /// Zero-filled memory; a refused allocation (out of memory, or a negative size) is an error, not a trap.
+    public init(byteCount: Int) throws {
         var p: UnsafeMutableRawPointer?
-        posix_memalign(&p, 64, max(byteCount, 64))
-        pointer = p!
+        guard byteCount >= 0, posix_memalign(&p, 64, max(byteCount, 64)) == 0, let p else {
+            throw EngineError(.tooLarge, "cannot allocate \(TensorSize.describe(bytes: byteCount)) (out of memory)")
+        }
+        pointer = p
         self.byteCount = byteCount
         memset(pointer, 0, max(byteCount, 64))
     }
@@ -26,33 +29,47 @@ public struct HostTensor: @unchecked Sendable {
     public var count: Int { shape.reduce(1, *) }
     public var byteCount: Int { count * dtype.elementSize }
 
-    /// Zero-filled tensor.
-    public init(dtype: DataType, shape: [Int]) {
+    /// Zero-filled tensor. Negative dims and sizes beyond 64-bit arithmetic or memory are errors (`TensorSize`).
+    public init(dtype: DataType, shape: [Int]) throws {
+        let bytes: Int
+        do { bytes = try TensorSize.bytes(shape, dtype) } catch let e as KernelError {
+            throw EngineError(e.isTooLarge ? .tooLarge : .invalidInput, "tensor \(e.message)")
+        }
         self.dtype = dtype
         self.shape = shape
-        self.storage = TensorStorage(byteCount: shape.reduce(1, *) * dtype.elementSize)
+        self.storage = try TensorStorage(byteCount: bytes)
     }
 
-    public init(shape: [Int], floats: [Float]) {
-        precondition(shape.reduce(1, *) == floats.count, "shape \(shape) does not hold \(floats.count) values")
-        self.init(dtype: .float, shape: shape)
-        floats.withUnsafeBytes { storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    public init(shape: [Int], floats: [Float]) throws {
+        try self.init(dtype: .float, shape: shape, values: floats)
     }
 
-    public init(shape: [Int], int64s: [Int64]) {
-        precondition(shape.reduce(1, *) == int64s.count, "shape \(shape) does not hold \(int64s.count) values")
-        self.init(dtype: .int64, shape: shape)
-        int64s.withUnsafeBytes { storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    public init(shape: [Int], int64s: [Int64]) throws {
+        try self.init(dtype: .int64, shape: shape, values: int64s)
+    }
+
+    private init<T>(dtype: DataType, shape: [Int], values: [T]) throws {
+        try self.init(dtype: dtype, shape: shape)
+        guard count == values.count else {
+            throw EngineError(.invalidInput, "shape \(shape) holds \(count) values, got \(values.count)")
+        }
+        values.withUnsafeBytes { if let base = $0.baseAddress { storage.pointer.copyMemory(from: base, byteCount: $0.count) } }
     }
 
     /// Copies an ONNX tensor; element types below 8 bits and strings are not supported by the engine.
+    /// Its data must hold exactly the bytes its dims call for.
     public init(_ tensor: Tensor) throws {
         guard tensor.dataType.isEngineType else {
             throw EngineError(.unsupported, "tensor '\(tensor.name)' has element type \(tensor.dataType), which the engine does not support")
         }
-        self.init(dtype: tensor.dataType, shape: tensor.dims)
-        let n = min(byteCount, tensor.data.count)
-        tensor.data.withUnsafeBytes { if n > 0 { storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: n) } }
+        do { try self.init(dtype: tensor.dataType, shape: tensor.dims) } catch let e as EngineError {
+            throw EngineError(e.kind == .tooLarge ? .tooLarge : .invalidModel, "tensor '\(tensor.name)': \(e.message)")
+        }
+        guard tensor.data.count == byteCount else {
+            throw EngineError(.invalidModel, "tensor '\(tensor.name)' of shape \(tensor.dims) (\(tensor.dataType)) needs "
+                + "\(byteCount) bytes of data but has \(tensor.data.count)")
+        }
+        tensor.data.withUnsafeBytes { if let base = $0.baseAddress, byteCount > 0 { storage.pointer.copyMemory(from: base, byteCount: byteCount) } }
     }
 
     public func onnxTensor(name: String = "") -> Tensor {

@@ -3,7 +3,8 @@ import OnnxIO
 
 /// An error from the engine: the CLI prints `description` as is.
 public struct EngineError: Error, CustomStringConvertible {
-    public enum Kind: Sendable { case unsupported, invalidModel, invalidInput, nodeFailed, nonFinite }
+    /// `tooLarge`: a size that overflows, or a tensor beyond `SessionOptions.memoryBudget`.
+    public enum Kind: Sendable { case unsupported, invalidModel, invalidInput, nodeFailed, nonFinite, tooLarge }
     public var kind: Kind
     public var message: String
     public init(_ kind: Kind, _ message: String) { self.kind = kind; self.message = message }
@@ -14,6 +15,8 @@ public struct EngineError: Error, CustomStringConvertible {
 public struct KernelError: Error, CustomStringConvertible {
     public var message: String
     public var isUnsupported: Bool
+    /// A size that overflows or does not fit the memory budget (see `KernelError.tooLarge`).
+    public var isTooLarge = false
     public init(_ message: String, unsupported: Bool = false) { self.message = message; self.isUnsupported = unsupported }
     public var description: String { message }
 }
@@ -29,6 +32,7 @@ public struct ValueSpec {
         self.shape = shape
         self.constant = constant
     }
+    /// Element count; the planner has checked the shape (`TensorSize`), so the product cannot overflow.
     public var count: Int { shape.reduce(1, *) }
 }
 
@@ -37,6 +41,10 @@ public struct PlanInputs {
     var specs: [ValueSpec?]
     /// Asks the planner for the run-time value of a graph input (shape inputs in test models).
     var feedValue: (Int) -> HostTensor?
+    /// The session's memory budget, for kernels that build tables sized by their output during `infer`.
+    var budget: MemoryBudget
+    /// The session's thread count (kernels size per-thread scratch by it).
+    public var threads: Int
 
     public var count: Int { specs.count }
 
@@ -59,6 +67,10 @@ public struct PlanInputs {
     }
 
     public func optionalValue(_ i: Int) throws -> HostTensor? { has(i) ? try value(i) : nil }
+
+    /// Checks an output shape against the memory budget before `infer` builds anything that size
+    /// (the planner checks every inferred output again afterwards).
+    public func checkSize(_ shape: [Int], _ dtype: DataType) throws { _ = try budget.check(shape, dtype) }
 }
 
 /// Everything a kernel needs while running, beyond its tensors.
@@ -86,14 +98,15 @@ public protocol Kernel: AnyObject {
     /// Output types and shapes. May set `constant` on an output whose value follows from
     /// shapes alone (Shape, Size); the planner folds nodes whose inputs are all constant by running them.
     func infer(_ inputs: PlanInputs) throws -> [ValueSpec]
-    /// Scratch bytes needed for these shapes.
-    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) -> Int
+    /// Scratch bytes needed for these shapes (computed with `checkedMul` and friends: shapes that each fit
+    /// can still make a scratch size that overflows).
+    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) throws -> Int
     /// Computes outputs (already allocated with the inferred shapes) from inputs; nil = omitted input.
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws
 }
 
 extension Kernel {
-    public func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) -> Int { 0 }
+    public func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) throws -> Int { 0 }
 }
 
 extension Array where Element == TensorRef? {
@@ -134,6 +147,13 @@ public struct NodeInfo {
         case .ints(let v)?: return v.map { Int($0) }
         default: throw KernelError("attribute '\(name)' must be a list of ints")
         }
+    }
+
+    /// A list of size-like ints (pads, strides, kernel sizes...), each within `TensorSize.maxDimension`.
+    public func sizes(_ name: String) throws -> [Int]? {
+        guard let v = try ints(name) else { return nil }
+        try checkSizeValues(v, "attribute '\(name)'")
+        return v
     }
 
     public func floats(_ name: String) throws -> [Float]? {

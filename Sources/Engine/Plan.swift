@@ -35,6 +35,8 @@ final class Plan {
         checkFinite = session.options.checkFinite
         profile = session.options.profile
 
+        var budget = MemoryBudget(limit: session.options.memoryBudget)
+
         // 1. Shape inference and constant folding, node by node.
         var specs: [String: ValueSpec] = [:]
         for (name, t) in session.constants { specs[name] = ValueSpec(t.dtype, t.shape, constant: t) }
@@ -54,20 +56,30 @@ final class Plan {
                 guard let t = feeds[name] else { return nil }
                 valueKeys[name] = Data(bytes: t.storage.pointer, count: t.byteCount)
                 return t
-            })
+            }, budget: budget, threads: threads)
             var outSpecs: [ValueSpec]
             do { outSpecs = try kernel.infer(planInputs) } catch {
                 throw Plan.nodeError(node, inputSpecs, error)
             }
-            guard outSpecs.count >= node.outputs.filter({ !$0.isEmpty }).count || outSpecs.count == node.outputs.count else {
-                throw EngineError(.invalidModel, "node \(node.label) declares \(node.outputs.count) outputs; the kernel makes \(outSpecs.count)")
+            // Every named output needs a value from the kernel: check positions, not just the count.
+            if let missing = node.outputs.indices.first(where: { $0 >= outSpecs.count && !node.outputs[$0].isEmpty }) {
+                throw EngineError(.invalidModel, "node \(node.label) declares output \(missing) ('\(node.outputs[missing])'); "
+                    + "the kernel makes \(outSpecs.count) output(s)")
+            }
+            // Before anything is allocated or folded: every output fits in 64-bit sizes and in the budget.
+            for (i, spec) in outSpecs.enumerated() {
+                do { _ = try budget.check(spec.shape, spec.dtype) } catch let e as KernelError {
+                    let name = i < node.outputs.count && !node.outputs[i].isEmpty ? "'\(node.outputs[i])'" : "\(i)"
+                    throw EngineError(e.isTooLarge ? .tooLarge : .invalidModel, "node \(node.label) output \(name): \(e.message)")
+                }
             }
             let foldable = inputSpecs.allSatisfy { $0 == nil || $0!.constant != nil }
             if foldable && outSpecs.contains(where: { $0.constant == nil }) {
                 // All inputs known: run the node now and keep its outputs as constants.
-                let hostOutputs = outSpecs.map { HostTensor(dtype: $0.dtype, shape: $0.shape) }
-                let scratchBytes = kernel.scratchBytes(inputs: inputSpecs, outputs: outSpecs)
-                let scratch = scratchBytes > 0 ? TensorStorage(byteCount: scratchBytes) : nil
+                let hostOutputs = try outSpecs.map { try HostTensor(dtype: $0.dtype, shape: $0.shape) }
+                for t in hostOutputs { try budget.reserve(t.byteCount, for: "node \(node.label), folded into a constant,") }
+                let scratchBytes = try Plan.scratchBytes(node, kernel, inputSpecs, outSpecs, budget)
+                let scratch = scratchBytes > 0 ? try TensorStorage(byteCount: scratchBytes) : nil
                 do {
                     try kernel.run(inputs: inputSpecs.map { $0?.constant!.ref }, outputs: hostOutputs.map(\.ref),
                                    context: RunContext(threads: 1, scratch: scratch?.pointer))
@@ -93,11 +105,12 @@ final class Plan {
                 blocks.append((spec.count * spec.dtype.elementSize, i, lastUse[name] ?? i, name))
             }
             let inputSpecs = p.inputs.map { $0.isEmpty ? nil : specs[$0] }
-            let scratch = p.kernel.scratchBytes(inputs: inputSpecs, outputs: p.outputs)
+            let scratch = try Plan.scratchBytes(p.node, p.kernel, inputSpecs, p.outputs, budget)
             if scratch > 0 { blocks.append((scratch, i, i, "#scratch\(i)")) }
         }
-        let (offsets, total) = Plan.assignOffsets(blocks)
-        arena = TensorStorage(byteCount: total)
+        let (offsets, total) = try Plan.assignOffsets(blocks)
+        try budget.reserve(total, for: "the arena of intermediate values")
+        arena = try TensorStorage(byteCount: total)
 
         // 3. Bind every step's inputs and outputs to memory.
         func source(_ name: String) -> Source {
@@ -109,19 +122,26 @@ final class Plan {
             var step = Step(
                 node: p.node, kernel: p.kernel,
                 inputs: p.inputs.map { $0.isEmpty ? nil : (source($0), specs[$0]!) },
-                outputs: zip(p.node.outputs, p.outputs).map { name, spec in
-                    (name.isEmpty ? -1 : offsets[name] ?? -1, spec)
+                // Every output the kernel makes is bound, also those the node leaves unnamed.
+                outputs: p.outputs.enumerated().map { k, spec in
+                    let name = k < p.node.outputs.count ? p.node.outputs[k] : ""
+                    return (name.isEmpty ? -1 : offsets[name] ?? -1, spec)
                 },
                 scratchOffset: offsets["#scratch\(i)"])
             // Outputs nobody reads ("" or unused) still need memory: give them a private buffer.
-            var extra: [TensorStorage] = []
-            step.boundOutputs = step.outputs.map { o in
-                if o.offset >= 0 { return TensorRef(dtype: o.spec.dtype, shape: o.spec.shape, data: arena.pointer + o.offset) }
-                let s = TensorStorage(byteCount: o.spec.count * o.spec.dtype.elementSize)
-                extra.append(s)
-                return TensorRef(dtype: o.spec.dtype, shape: o.spec.shape, data: s.pointer)
+            var bound: [TensorRef] = []
+            for o in step.outputs {
+                if o.offset >= 0 {
+                    bound.append(TensorRef(dtype: o.spec.dtype, shape: o.spec.shape, data: arena.pointer + o.offset))
+                    continue
+                }
+                let bytes = o.spec.count * o.spec.dtype.elementSize
+                try budget.reserve(bytes, for: "an unread output of node \(p.node.label)")
+                let s = try TensorStorage(byteCount: bytes)
+                privateBuffers.append(s)
+                bound.append(TensorRef(dtype: o.spec.dtype, shape: o.spec.shape, data: s.pointer))
             }
-            privateBuffers.append(contentsOf: extra)
+            step.boundOutputs = bound
             step.boundInputs = step.inputs.enumerated().map { j, input in
                 guard let input else { return nil }
                 switch input.source {
@@ -139,6 +159,20 @@ final class Plan {
                 throw EngineError(.invalidModel, "graph output '\(info.name)' is never produced")
             }
             outputs.append((info.name, source(info.name), spec))
+            // Each run returns a fresh copy of every output.
+            try budget.reserve(spec.count * spec.dtype.elementSize, for: "graph output '\(info.name)'")
+        }
+    }
+
+    /// A kernel's scratch for these shapes, checked like any tensor the plan allocates.
+    static func scratchBytes(_ node: Node, _ kernel: Kernel, _ inputs: [ValueSpec?], _ outputs: [ValueSpec],
+                             _ budget: MemoryBudget) throws -> Int {
+        do {
+            let bytes = try kernel.scratchBytes(inputs: inputs, outputs: outputs)
+            _ = try budget.check([bytes], .uint8)
+            return bytes
+        } catch let e as KernelError {
+            throw EngineError(e.isTooLarge ? .tooLarge : .invalidModel, "node \(node.label) scratch memory: \(e.message)")
         }
     }
 
@@ -153,21 +187,26 @@ final class Plan {
 
     /// Best fit by decreasing size: each block takes the lowest offset that no block with an
     /// overlapping lifetime occupies. Offsets are 64-byte aligned.
-    static func assignOffsets(_ blocks: [(size: Int, first: Int, last: Int, key: String)]) -> ([String: Int], Int) {
+    /// Sizes are checked: blocks that each fit can still add up past `Int`.
+    static func assignOffsets(_ blocks: [(size: Int, first: Int, last: Int, key: String)]) throws -> ([String: Int], Int) {
         var placed: [(offset: Int, end: Int, first: Int, last: Int)] = []
         var offsets: [String: Int] = [:]
         var total = 0
         for b in blocks.sorted(by: { $0.size > $1.size }) {
-            let size = (b.size + 63) & ~63
+            let size = try checkedAdd(b.size, 63, "arena block '\(b.key)'") & ~63
             let clashes = placed.filter { $0.first <= b.last && b.first <= $0.last }.sorted { $0.offset < $1.offset }
             var offset = 0
             for c in clashes {
                 if offset + size <= c.offset { break }
                 offset = max(offset, c.end)
             }
-            placed.append((offset, offset + size, b.first, b.last))
+            let end: Int
+            do { end = try checkedAdd(offset, size, "arena block '\(b.key)'") } catch let e as KernelError {
+                throw EngineError(.tooLarge, "the arena of intermediate values: \(e.message)")
+            }
+            placed.append((offset, end, b.first, b.last))
             offsets[b.key] = offset
-            total = max(total, offset + size)
+            total = max(total, end)
         }
         return (offsets, total)
     }
@@ -175,8 +214,9 @@ final class Plan {
     static func nodeError(_ node: Node, _ inputs: [ValueSpec?], _ error: Error) -> EngineError {
         if let e = error as? EngineError { return e }
         let shapes = inputs.map { $0.map { "\($0.dtype)\($0.shape)" } ?? "-" }.joined(separator: ", ")
-        let unsupported = (error as? KernelError)?.isUnsupported ?? false
-        return EngineError(unsupported ? .unsupported : .nodeFailed,
+        let kernelError = error as? KernelError
+        let kind: EngineError.Kind = kernelError?.isUnsupported == true ? .unsupported : kernelError?.isTooLarge == true ? .tooLarge : .nodeFailed
+        return EngineError(kind,
                            "node \(node.label) failed with inputs (\(shapes)): \(error)")
     }
 
@@ -196,7 +236,7 @@ final class Plan {
         }
         var result: [String: HostTensor] = [:]
         for (name, source, spec) in outputs {
-            let out = HostTensor(dtype: spec.dtype, shape: spec.shape)
+            let out = try HostTensor(dtype: spec.dtype, shape: spec.shape)
             let from: UnsafeRawPointer
             switch source {
             case .arena(let o): from = UnsafeRawPointer(arena.pointer + o)
@@ -221,11 +261,18 @@ final class Plan {
     }
 
     static func checkFinite(_ step: Step) throws {
-        for (k, out) in step.boundOutputs.enumerated() where out.dtype == .float {
-            let p = out.floats
-            for i in 0..<out.count where !p[i].isFinite {
-                throw EngineError(.nonFinite, "node \(step.node.label) produced \(p[i]) in output '\(step.node.outputs[k])' at flat index \(i) (shape \(out.shape))")
-            }
+        for (k, out) in step.boundOutputs.enumerated() {
+            guard let (i, value) = firstNonFinite(out) else { continue }
+            let name = k < step.node.outputs.count ? step.node.outputs[k] : "#\(k)"
+            throw EngineError(.nonFinite, "node \(step.node.label) produced \(value) in output '\(name)' at flat index \(i) (shape \(out.shape))")
         }
     }
+}
+
+/// The first NaN or Inf of a float tensor (other types have none), with its flat index.
+func firstNonFinite(_ t: TensorRef) -> (index: Int, value: Float)? {
+    guard t.dtype == .float else { return nil }
+    let p = t.floats
+    for i in 0..<t.count where !p[i].isFinite { return (i, p[i]) }
+    return nil
 }

@@ -11,6 +11,11 @@ public struct SessionOptions: Sendable {
     public var optimize = true
     /// Time every node; read the totals with `Session.profile`.
     public var profile = false
+    /// Bytes the engine may allocate for one input signature from sizes the model determines: each
+    /// tensor alone, and what a plan keeps (arena, folded constants, outputs) together. Beyond it,
+    /// planning fails with `EngineError.Kind.tooLarge` naming the node and tensor. Default: half of
+    /// physical memory.
+    public var memoryBudget: Int = MemoryBudget.defaultLimit
     public init() {}
 }
 
@@ -50,10 +55,12 @@ public final class Session {
         self.graph = graph
 
         var constants: [String: HostTensor] = [:]
+        let budget = MemoryBudget(limit: options.memoryBudget)
         for t in graph.initializers {
-            do { constants[t.name] = try HostTensor(t) } catch let e as EngineError {
-                throw EngineError(.unsupported, e.message)
+            do { _ = try budget.check(t.dims, t.dataType) } catch let e as KernelError {
+                throw EngineError(e.isTooLarge ? .tooLarge : .invalidModel, "initializer '\(t.name)': \(e.message)")
             }
+            constants[t.name] = try HostTensor(t)
         }
         self.constants = constants
 
@@ -72,6 +79,8 @@ public final class Session {
                 built.append((node, try factory(NodeInfo(node: node, opset: opset))))
             } catch let e as KernelError where e.isUnsupported {
                 refuse(e.message)
+            } catch let e as KernelError where e.isTooLarge {
+                throw EngineError(.tooLarge, "node \(node.label): \(e.message)")
             } catch {
                 throw EngineError(.invalidModel, "node \(node.label): \(error)")
             }
@@ -119,6 +128,7 @@ public final class Session {
         lock.lock()
         defer { lock.unlock() }
         try checkFeeds(feeds)
+        if options.checkFinite { try checkFeedsFinite(feeds) }
         let signature = inputs.map { info -> String in
             let t = feeds[info.name]!
             return "\(t.dtype.rawValue):\(t.shape)"
@@ -156,18 +166,33 @@ public final class Session {
             guard dims.count == t.shape.count else {
                 throw EngineError(.invalidInput, "input '\(info.name)' has rank \(t.shape.count) (shape \(t.shape)), expected \(describe(type))")
             }
+            // Free axes (-1, '?', '', no value) take any size, each on its own; only real names tie axes together.
             for (axis, (dim, actual)) in zip(dims, t.shape).enumerated() {
-                switch dim {
-                case .known(let n) where n != actual:
+                if let n = dim.fixedSize, n != actual {
                     throw EngineError(.invalidInput, "input '\(info.name)' has shape \(t.shape), expected \(describe(type)) (axis \(axis) must be \(n))")
-                case .symbol(let s):
+                }
+                if let s = dim.symbolName {
                     if let bound = symbols[s], bound != actual {
                         throw EngineError(.invalidInput, "input '\(info.name)' axis \(axis) is \(actual) but '\(s)' is \(bound) in another input")
                     }
                     symbols[s] = actual
-                default: break
                 }
             }
+        }
+        // A fed tensor exists, but its shape may still carry axes no kernel could make tables for.
+        let budget = MemoryBudget(limit: options.memoryBudget)
+        for (name, t) in feeds {
+            do { _ = try budget.check(t.shape, t.dtype) } catch let e as KernelError {
+                throw EngineError(e.isTooLarge ? .tooLarge : .invalidInput, "input '\(name)': \(e.message)")
+            }
+        }
+    }
+
+    /// With `checkFinite`: a NaN or Inf already in an input is named as the input's, not blamed on the first node reading it.
+    func checkFeedsFinite(_ feeds: [String: HostTensor]) throws {
+        for info in inputs {
+            guard let t = feeds[info.name], let (index, value) = firstNonFinite(t.ref) else { continue }
+            throw EngineError(.nonFinite, "input '\(info.name)' holds \(value) at flat index \(index) (shape \(t.shape))")
         }
     }
 }

@@ -108,6 +108,8 @@ public struct Tensor: Sendable {
     /// The elements read as `T` (the caller names the type matching `dataType`); whole elements only.
     public func elements<T>(as type: T.Type) -> [T] {
         let count = data.count / MemoryLayout<T>.stride
+        // No elements: nothing to copy, and the buffers may have no base address at all.
+        guard count > 0 else { return [] }
         return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             // copyMemory, unlike memcpy through force-unwrapped addresses, accepts empty buffers (no address).
             data.withUnsafeBytes { raw in

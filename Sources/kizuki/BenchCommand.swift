@@ -107,13 +107,11 @@ struct Bench: ParsableCommand {
                 throw EngineError(.invalidInput, "bench needs float inputs; '\(info.name)' is \(String(describing: info.type))")
             }
             let shape = try benchShape(info, batch: batch, given: shapes[info.name])
-            var count = 1
-            for d in shape {
-                let (product, overflow) = count.multipliedReportingOverflow(by: d)
-                guard !overflow else { throw ValidationError("input '\(info.name)': the shape \(shape) has more elements than Int can count") }
-                count = product
-            }
-            feeds[info.name] = HostTensor(shape: shape, floats: (0..<count).map { _ in Float.random(in: 0..<1, using: &generator) })
+            // The checked initialiser refuses shapes too large to count or to allocate.
+            let tensor = try HostTensor(dtype: .float, shape: shape)
+            let values = tensor.storage.pointer.assumingMemoryBound(to: Float.self)
+            for i in 0..<tensor.count { values[i] = Float.random(in: 0..<1, using: &generator) }
+            feeds[info.name] = tensor
         }
         return feeds
     }

@@ -35,11 +35,11 @@ enum DM {
     static func ints(_ name: String, _ v: [Int]) -> Attribute { Attribute(name: name, value: .ints(v.map { Int64($0) })) }
     static func int(_ name: String, _ v: Int) -> Attribute { Attribute(name: name, value: .int(Int64(v))) }
     static func string(_ name: String, _ v: String) -> Attribute { Attribute(name: name, value: .string(Data(v.utf8))) }
-    static func i64(_ v: [Int]) -> HostTensor { HostTensor(shape: [v.count], int64s: v.map { Int64($0) }) }
+    static func i64(_ v: [Int]) throws -> HostTensor { try HostTensor(shape: [v.count], int64s: v.map { Int64($0) }) }
 
     /// A tensor of random bytes (every element distinct enough to catch a wrong source index).
-    static func random(_ dtype: DataType, _ shape: [Int], _ rng: inout TestRandom) -> HostTensor {
-        let t = HostTensor(dtype: dtype, shape: shape)
+    static func random(_ dtype: DataType, _ shape: [Int], _ rng: inout TestRandom) throws -> HostTensor {
+        let t = try HostTensor(dtype: dtype, shape: shape)
         let p = t.storage.pointer.assumingMemoryBound(to: UInt8.self)
         for i in 0..<t.byteCount { p[i] = UInt8.random(in: 0...255, using: &rng) }
         if dtype == .bool { for i in 0..<t.count { p[i] &= 1 } }
@@ -121,7 +121,7 @@ final class DataMovementTests: XCTestCase {
         var rng = TestRandom(1)
         for (i, (shape, perm)) in table.enumerated() {
             for dtype in DM.moveTypes {
-                let x = DM.random(dtype, shape, &rng)
+                let x = try DM.random(dtype, shape, &rng)
                 let p = perm ?? Array((0..<shape.count).reversed())
                 let got = try DM.run("Transpose", [.feed(x)], perm.map { [DM.ints("perm", $0)] } ?? [])
                 let (outShape, map) = Self.referenceTranspose(shape, p)
@@ -137,15 +137,15 @@ final class DataMovementTests: XCTestCase {
             let shape = (0..<rank).map { _ in rng.int(1...(rank <= 3 ? 40 : 9)) }
             let perm = Array(0..<rank).shuffled(using: &rng)
             let dtype = DM.moveTypes[rng.int(0...DM.moveTypes.count - 1)]
-            let x = DM.random(dtype, shape, &rng)
+            let x = try DM.random(dtype, shape, &rng)
             let got = try DM.run("Transpose", [.feed(x)], [DM.ints("perm", perm)], threads: 1 + trial % 2)
             let (outShape, map) = Self.referenceTranspose(shape, perm)
             DM.check(got, shape: outShape, inputs: [x], source: map, "random transpose \(trial) \(dtype) \(shape) perm \(perm)")
         }
     }
 
-    func testTransposeRejectsBadPerm() {
-        let x = HostTensor(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])
+    func testTransposeRejectsBadPerm() throws {
+        let x = try HostTensor(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])
         XCTAssertThrowsError(try DM.run("Transpose", [.feed(x)], [DM.ints("perm", [0, 0])]))
         XCTAssertThrowsError(try DM.run("Transpose", [.feed(x)], [DM.ints("perm", [0, 1, 2])]))
     }
@@ -201,10 +201,10 @@ final class DataMovementTests: XCTestCase {
         var rng = TestRandom(3)
         for (i, c) in table.enumerated() {
             for dtype in [DataType.float, .uint8, .int64, .float16] {
-                let x = DM.random(dtype, c.shape, &rng)
-                var inputs: [DM.Operand] = [.feed(x), .constant(DM.i64(c.starts)), .constant(DM.i64(c.ends))]
-                if let axes = c.axes { inputs.append(.constant(DM.i64(axes))) } else if c.steps != nil { inputs.append(.none) }
-                if let steps = c.steps { inputs.append(.constant(DM.i64(steps))) }
+                let x = try DM.random(dtype, c.shape, &rng)
+                var inputs: [DM.Operand] = [.feed(x), .constant(try DM.i64(c.starts)), .constant(try DM.i64(c.ends))]
+                if let axes = c.axes { inputs.append(.constant(try DM.i64(axes))) } else if c.steps != nil { inputs.append(.none) }
+                if let steps = c.steps { inputs.append(.constant(try DM.i64(steps))) }
                 let got = try DM.run("Slice", opset: 13, inputs)
                 let (outShape, map) = Self.referenceSlice(c.shape, starts: c.starts, ends: c.ends, axes: c.axes, steps: c.steps)
                 DM.check(got, shape: outShape, inputs: [x], source: map, "slice case \(i) \(dtype)")
@@ -214,7 +214,7 @@ final class DataMovementTests: XCTestCase {
 
     func testSliceOpset9Attributes() throws {
         var rng = TestRandom(4)
-        let x = DM.random(.float, [3, 4, 5], &rng)
+        let x = try DM.random(.float, [3, 4, 5], &rng)
         let got = try DM.run("Slice", opset: 9, [.feed(x)], [DM.ints("starts", [1, -3]), DM.ints("ends", [3, 100]), DM.ints("axes", [0, 2])])
         let (outShape, map) = Self.referenceSlice([3, 4, 5], starts: [1, -3], ends: [3, 100], axes: [0, 2], steps: nil)
         DM.check(got, shape: outShape, inputs: [x], source: map, "slice-1")
@@ -234,7 +234,7 @@ final class DataMovementTests: XCTestCase {
                 steps.append([1, 1, 2, 3, -1, -2][rng.int(0...5)])
             }
             let signedAxes = axes.map { rng.int(0...1) == 0 ? $0 : $0 - rank }
-            let x = DM.random(.float, shape, &rng)
+            let x = try DM.random(.float, shape, &rng)
             let got = try DM.run("Slice", opset: 13, [.feed(x), .constant(DM.i64(starts)), .constant(DM.i64(ends)),
                                                       .constant(DM.i64(signedAxes)), .constant(DM.i64(steps))])
             let (outShape, map) = Self.referenceSlice(shape, starts: starts, ends: ends, axes: signedAxes, steps: steps)
@@ -261,7 +261,7 @@ final class DataMovementTests: XCTestCase {
         }
         for (i, (shapes, axis)) in cases.enumerated() {
             let dtype = DM.moveTypes[i % DM.moveTypes.count]
-            let xs = shapes.map { DM.random(dtype, $0, &rng) }
+            let xs = try shapes.map { try DM.random(dtype, $0, &rng) }
             let got = try DM.run("Concat", xs.map { .feed($0) }, [DM.int("axis", axis)])
             let rank = shapes[0].count, a = axis < 0 ? axis + rank : axis
             var outShape = shapes[0]
@@ -295,13 +295,13 @@ final class DataMovementTests: XCTestCase {
         }
         for (i, (shape, axis, ishape, indices)) in cases.enumerated() {
             let dtype = DM.moveTypes[i % DM.moveTypes.count]
-            let x = DM.random(dtype, shape, &rng)
+            let x = try DM.random(dtype, shape, &rng)
             let idx: HostTensor
             if i % 2 == 0 {
-                idx = HostTensor(dtype: .int64, shape: ishape)
+                idx = try HostTensor(dtype: .int64, shape: ishape)
                 for (k, v) in indices.enumerated() { idx.storage.pointer.assumingMemoryBound(to: Int64.self)[k] = Int64(v) }
             } else {
-                idx = HostTensor(dtype: .int32, shape: ishape)
+                idx = try HostTensor(dtype: .int32, shape: ishape)
                 for (k, v) in indices.enumerated() { idx.storage.pointer.assumingMemoryBound(to: Int32.self)[k] = Int32(v) }
             }
             let got = try DM.run("Gather", [.feed(x), .feed(idx)], [DM.int("axis", axis)])
@@ -317,7 +317,7 @@ final class DataMovementTests: XCTestCase {
             }
             DM.check(got, shape: outShape, inputs: [x], source: map, "gather case \(i) \(shape) axis \(axis) indices \(indices)")
         }
-        let x = HostTensor(shape: [3], floats: [1, 2, 3])
+        let x = try HostTensor(shape: [3], floats: [1, 2, 3])
         XCTAssertThrowsError(try DM.run("Gather", [.feed(x), .feed(DM.i64([3]))]), "out-of-range index must be refused")
     }
 
@@ -332,7 +332,7 @@ final class DataMovementTests: XCTestCase {
         }
         for (i, (shape, repeats)) in cases.enumerated() {
             let dtype = DM.moveTypes[i % DM.moveTypes.count]
-            let x = DM.random(dtype, shape, &rng)
+            let x = try DM.random(dtype, shape, &rng)
             let got = try DM.run("Tile", [.feed(x), .constant(DM.i64(repeats))])
             let outShape = zip(shape, repeats).map { $0 * $1 }
             let map = (0..<outShape.reduce(1, *)).map { o -> (input: Int, index: Int) in
@@ -398,7 +398,7 @@ final class DataMovementTests: XCTestCase {
             cases.append((shape, begin, end, ["constant", "reflect", "edge"][rng.int(0...2)]))
         }
         for (i, (shape, begin, end, mode)) in cases.enumerated() {
-            let x = DM.random(.float, shape, &rng)
+            let x = try DM.random(.float, shape, &rng)
             var value: Float = 2.5
             let got = try DM.run("Pad", opset: 18, [.feed(x), .constant(DM.i64(begin + end)),
                                                     .constant(HostTensor(shape: [], floats: [value]))],
@@ -412,16 +412,16 @@ final class DataMovementTests: XCTestCase {
     func testPadAxesAndOldOpsets() throws {
         var rng = TestRandom(10)
         // Opset 18 axes input (negative axis), int32 data with an int32 constant_value.
-        let x = DM.random(.int32, [2, 3, 4], &rng)
+        let x = try DM.random(.int32, [2, 3, 4], &rng)
         var seven: Int32 = 7
-        let c = HostTensor(dtype: .int32, shape: [])
+        let c = try HostTensor(dtype: .int32, shape: [])
         c.storage.pointer.storeBytes(of: seven, as: Int32.self)
         // pads [1, 0, 2, 3] for axes [-1, 0]: begins (axis 2: 1, axis 0: 0), ends (axis 2: 2, axis 0: 3).
         var got = try DM.run("Pad", opset: 18, [.feed(x), .constant(DM.i64([1, 0, 2, 3])), .constant(c), .constant(DM.i64([-1, 0]))])
         var (outShape, map) = Self.referencePad([2, 3, 4], begin: [0, 0, 1], end: [3, 0, 2], mode: "constant")
         DM.check(got, shape: outShape, inputs: [x], source: map, padValue: withUnsafeBytes(of: &seven) { Array($0) }, "pad axes")
         // Opset 2: pads and value are attributes; the float value is converted to the data type (uint8 here).
-        let u = DM.random(.uint8, [3, 3], &rng)
+        let u = try DM.random(.uint8, [3, 3], &rng)
         got = try DM.run("Pad", opset: 2, [.feed(u)], [DM.ints("pads", [1, 0, 0, 2]), Attribute(name: "value", value: .float(9))])
         (outShape, map) = Self.referencePad([3, 3], begin: [1, 0], end: [0, 2], mode: "constant")
         DM.check(got, shape: outShape, inputs: [u], source: map, padValue: [9], "pad-2")
@@ -432,7 +432,7 @@ final class DataMovementTests: XCTestCase {
 
     func testCastValues() throws {
         func cast<S, D>(_ from: DataType, _ values: [S], to: DataType, _: D.Type) throws -> [D] {
-            let x = HostTensor(dtype: from, shape: [values.count])
+            let x = try HostTensor(dtype: from, shape: [values.count])
             values.withUnsafeBytes { x.storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             let y = try DM.run("Cast", [.feed(x)], [DM.int("to", Int(to.rawValue))])
             XCTAssertEqual(y.dtype, to)
@@ -475,7 +475,7 @@ final class DataMovementTests: XCTestCase {
         var rng = TestRandom(11)
         let n = 200_000
         let values = (0..<n).map { _ in Int16.random(in: .min ... .max, using: &rng) }
-        let x = HostTensor(dtype: .int16, shape: [n])
+        let x = try HostTensor(dtype: .int16, shape: [n])
         values.withUnsafeBytes { x.storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         let f = try DM.run("Cast", [.feed(x)], [DM.int("to", Int(DataType.float.rawValue))])
         XCTAssertEqual(f.floats, values.map { Float($0) })
@@ -491,8 +491,8 @@ final class DataMovementTests: XCTestCase {
     }
 
     func testCastLikeTakesTheTypeOfItsSecondInput() throws {
-        let x = HostTensor(shape: [4], floats: [1.5, -2.5, 300, 0])
-        let like = HostTensor(dtype: .int16, shape: [0])
+        let x = try HostTensor(shape: [4], floats: [1.5, -2.5, 300, 0])
+        let like = try HostTensor(dtype: .int16, shape: [0])
         let y = try DM.run("CastLike", [.feed(x), .feed(like)])
         XCTAssertEqual(y.dtype, .int16)
         XCTAssertEqual(y.elements(as: Int16.self), [1, -2, 300, 0])
@@ -500,8 +500,8 @@ final class DataMovementTests: XCTestCase {
         XCTAssertEqual(h.elements(as: UInt16.self), [0x3E00, 0xC100, 0x5CB0, 0])
     }
 
-    func testCastRefusesUnsupportedTypes() {
-        let x = HostTensor(shape: [2], floats: [1, 2])
+    func testCastRefusesUnsupportedTypes() throws {
+        let x = try HostTensor(shape: [2], floats: [1, 2])
         for to in [DataType.string, DataType(rawValue: 17), DataType(rawValue: 22)] {  // string, float8e4m3fn, int4
             XCTAssertThrowsError(try DM.run("Cast", [.feed(x)], [DM.int("to", Int(to.rawValue))])) { error in
                 XCTAssertEqual((error as? EngineError)?.kind, .unsupported, "Cast to \(to)")
@@ -512,7 +512,7 @@ final class DataMovementTests: XCTestCase {
     // MARK: - Shape ops
 
     func testShape() throws {
-        let x = HostTensor(dtype: .float, shape: [2, 3, 4, 5])
+        let x = try HostTensor(dtype: .float, shape: [2, 3, 4, 5])
         let table: [(Int?, Int?, [Int64])] = [
             (nil, nil, [2, 3, 4, 5]), (1, nil, [3, 4, 5]), (nil, -1, [2, 3, 4]), (-10, 10, [2, 3, 4, 5]),
             (3, 1, []), (1, 3, [3, 4]), (-1, nil, [5]),
@@ -538,7 +538,7 @@ final class DataMovementTests: XCTestCase {
 
     func testReshape() throws {
         var rng = TestRandom(12)
-        let x = DM.random(.int16, [2, 3, 4], &rng)
+        let x = try DM.random(.int16, [2, 3, 4], &rng)
         let table: [([Int], Int, [Int])] = [  // requested, allowzero, expected
             ([4, 6], 0, [4, 6]), ([0, -1], 0, [2, 12]), ([-1], 0, [24]), ([2, 0, 2, 2], 0, [2, 3, 2, 2]),
             ([1, 1, 24, 1], 0, [1, 1, 24, 1]), ([3, -1, 0], 0, [3, 2, 4]),
@@ -548,7 +548,7 @@ final class DataMovementTests: XCTestCase {
             assertSameBytes(y, x, shape: want, "reshape \(requested)")
         }
         // allowzero=1: a 0 is a real zero-size dim.
-        let empty = HostTensor(dtype: .float, shape: [0, 3])
+        let empty = try HostTensor(dtype: .float, shape: [0, 3])
         XCTAssertEqual(try DM.run("Reshape", opset: 14, [.feed(empty), .constant(DM.i64([3, 0]))], [DM.int("allowzero", 1)]).shape, [3, 0])
         XCTAssertThrowsError(try DM.run("Reshape", [.feed(x), .constant(DM.i64([5, -1]))]))
         XCTAssertThrowsError(try DM.run("Reshape", [.feed(x), .constant(DM.i64([-1, -1]))]))
@@ -558,7 +558,7 @@ final class DataMovementTests: XCTestCase {
 
     func testFlattenSqueezeUnsqueeze() throws {
         var rng = TestRandom(13)
-        let x = DM.random(.float, [2, 1, 3, 1], &rng)
+        let x = try DM.random(.float, [2, 1, 3, 1], &rng)
         for (axis, want) in [(0, [1, 6]), (1, [2, 3]), (2, [2, 3]), (4, [6, 1]), (-1, [6, 1]), (-3, [2, 3]), (-4, [1, 6])] {
             assertSameBytes(try DM.run("Flatten", [.feed(x)], [DM.int("axis", axis)]), x, shape: want, "flatten \(axis)")
         }
@@ -568,7 +568,7 @@ final class DataMovementTests: XCTestCase {
         assertSameBytes(try DM.run("Squeeze", opset: 11, [.feed(x)], [DM.ints("axes", [1])]), x, shape: [2, 3, 1], "squeeze-11")
         XCTAssertThrowsError(try DM.run("Squeeze", opset: 13, [.feed(x), .constant(DM.i64([0]))]), "axis 0 has size 2")
         // Unsqueeze: axes index the output.
-        let y = DM.random(.float, [3, 4], &rng)
+        let y = try DM.random(.float, [3, 4], &rng)
         assertSameBytes(try DM.run("Unsqueeze", opset: 13, [.feed(y), .constant(DM.i64([0, -1]))]), y, shape: [1, 3, 4, 1], "unsqueeze")
         assertSameBytes(try DM.run("Unsqueeze", opset: 13, [.feed(y), .constant(DM.i64([3, 1]))]), y, shape: [3, 1, 4, 1], "unsqueeze unsorted")
         assertSameBytes(try DM.run("Unsqueeze", opset: 11, [.feed(y)], [DM.ints("axes", [1])]), y, shape: [3, 1, 4], "unsqueeze-11")
@@ -591,7 +591,7 @@ final class DataMovementTests: XCTestCase {
         ]
         model.graph.outputs = [ValueInfo(name: "y", type: nil), ValueInfo(name: "shape", type: nil)]
         var rng = TestRandom(14)
-        let x = DM.random(.float, [3, 4, 5], &rng)
+        let x = try DM.random(.float, [3, 4, 5], &rng)
         let out = try Session(model: model).run(["x": x])
         XCTAssertEqual(out["shape"]?.int64s, [3, -1])
         assertSameBytes(out["y"]!, x, shape: [3, 20], "reshape by computed shape")

@@ -14,7 +14,7 @@ enum NodeInput {
 
 /// A session over a model of one node, with the feeds for its fed inputs.
 func makeSession(_ op: String, _ attributes: [Attribute] = [], inputs: [NodeInput], outputs: Int = 1, opset: Int = 19,
-                 threads: Int = 2) throws -> (Session, [String: HostTensor], [String]) {
+                 threads: Int = 2, memoryBudget: Int? = nil) throws -> (Session, [String: HostTensor], [String]) {
     var model = Model()
     model.opsetImports = [OpsetID(domain: "", version: Int64(opset))]
     var names: [String] = []
@@ -38,15 +38,16 @@ func makeSession(_ op: String, _ attributes: [Attribute] = [], inputs: [NodeInpu
     model.graph.outputs = outNames.map { ValueInfo(name: $0, type: nil) }
     var options = SessionOptions()
     options.threads = threads
+    if let memoryBudget { options.memoryBudget = memoryBudget }
     return (try Session(model: model, options: options), feeds, outNames)
 }
 
 /// Builds a model of one node, runs it through a Session (planning, constant handling, arena) and
-/// returns its outputs. `configure` sees the kernel before the first plan.
+/// returns its outputs.
 func runNode(_ op: String, _ attributes: [Attribute] = [], inputs: [NodeInput], outputs: Int = 1, opset: Int = 19,
-             threads: Int = 2, configure: ((Kernel) -> Void)? = nil) throws -> [HostTensor] {
-    let (session, feeds, outNames) = try makeSession(op, attributes, inputs: inputs, outputs: outputs, opset: opset, threads: threads)
-    configure?(session.steps[0].kernel)
+             threads: Int = 2, memoryBudget: Int? = nil) throws -> [HostTensor] {
+    let (session, feeds, outNames) = try makeSession(op, attributes, inputs: inputs, outputs: outputs, opset: opset, threads: threads,
+                                                     memoryBudget: memoryBudget)
     let result = try session.run(feeds)
     return outNames.map { result[$0]! }
 }

@@ -17,5 +17,5 @@ struct TestRandom: RandomNumberGenerator {
     /// Uniform in [-1, 1).
     mutating func float() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
     mutating func floats(_ n: Int) -> [Float] { (0..<n).map { _ in float() } }
-    mutating func tensor(_ shape: [Int]) -> HostTensor { HostTensor(shape: shape, floats: floats(shape.reduce(1, *))) }
+    mutating func tensor(_ shape: [Int]) throws -> HostTensor { try HostTensor(shape: shape, floats: floats(shape.reduce(1, *))) }
 }

@@ -31,41 +31,6 @@ enum Activation: Equatable {
     case hardSwish
     case tanh
 
-    /// The activation a float32 node computes, for fusing it into the node before it; nil when the
-    /// node is not one of these or cannot be fused (Clip bounds that are not constants).
-    /// `constant` returns an initializer by name.
-    init?(node: Node, opset: Int, constant: (String) -> Tensor?) {
-        let info = NodeInfo(node: node, opset: opset)
-        guard node.domain.isEmpty || node.domain == "ai.onnx" else { return nil }
-        switch node.opType {
-        case "Relu": self = .relu
-        case "LeakyRelu": guard let a = try? info.float("alpha", 0.01) else { return nil }; self = .leakyRelu(alpha: a)
-        case "Sigmoid": self = .sigmoid
-        case "HardSigmoid":
-            guard let a = try? info.float("alpha", 0.2), let b = try? info.float("beta", 0.5) else { return nil }
-            self = .hardSigmoid(alpha: a, beta: b)
-        case "HardSwish": self = .hardSwish
-        case "Tanh": self = .tanh
-        case "Clip":
-            if opset < 11 {
-                guard let lo = try? info.float("min", -.greatestFiniteMagnitude),
-                      let hi = try? info.float("max", .greatestFiniteMagnitude) else { return nil }
-                self = .clip(min: lo, max: hi)
-            } else {
-                // Bounds are optional inputs 1 and 2; each must be an absent or a float32 scalar initializer.
-                func bound(_ i: Int, _ absent: Float) -> Float? {
-                    guard i < node.inputs.count, !node.inputs[i].isEmpty else { return absent }
-                    guard let t = constant(node.inputs[i]), t.dataType == .float, t.elementCount == 1,
-                          t.data.count >= 4 else { return nil }
-                    return t.floats[0]
-                }
-                guard let lo = bound(1, -.infinity), let hi = bound(2, .infinity) else { return nil }
-                self = .clip(min: lo, max: hi)
-            }
-        default: return nil
-        }
-    }
-
     /// Applies the activation in place to `count` contiguous floats.
     func apply(_ p: UnsafeMutablePointer<Float>, count: Int) { apply(UnsafePointer(p), p, count: count) }
 

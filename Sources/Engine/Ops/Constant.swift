@@ -24,10 +24,10 @@ final class ConstantKernel: Kernel {
         let node = info.node
         switch (node.attributes.first?.name ?? "", node.attributes.first?.value) {
         case ("value", .tensor(let t)?): value = try attributeTensor(t, info)
-        case ("value_float", .float(let f)?): value = HostTensor(shape: [], floats: [f])
-        case ("value_floats", .floats(let f)?): value = HostTensor(shape: [f.count], floats: f)
-        case ("value_int", .int(let i)?): value = HostTensor(shape: [], int64s: [i])
-        case ("value_ints", .ints(let i)?): value = HostTensor(shape: [i.count], int64s: i)
+        case ("value_float", .float(let f)?): value = try HostTensor(shape: [], floats: [f])
+        case ("value_floats", .floats(let f)?): value = try HostTensor(shape: [f.count], floats: f)
+        case ("value_int", .int(let i)?): value = try HostTensor(shape: [], int64s: [i])
+        case ("value_ints", .ints(let i)?): value = try HostTensor(shape: [i.count], int64s: i)
         case ("value_string", _), ("value_strings", _), ("sparse_value", _):
             throw info.unsupported("attribute '\(node.attributes[0].name)'")
         default:
@@ -58,7 +58,7 @@ final class ConstantOfShapeKernel: Kernel {
             value = try attributeTensor(t, info)
             guard value.count == 1 else { throw KernelError("ConstantOfShape value must hold one element, got shape \(value.shape)") }
         } else {
-            value = HostTensor(shape: [1], floats: [0])
+            value = try HostTensor(shape: [1], floats: [0])
         }
     }
 

@@ -73,6 +73,11 @@ struct ConvGeometry {
     var dD = 1, dH = 1, dW = 1
     var pD = 0, pH = 0, pW = 0  // begin pads
     var outputShape: [Int] = []
+    /// Threads of the session: each may need a scratch slot of its own.
+    var threads = 1
+    private(set) var path = Path.im2col
+    /// Floats of scratch the chosen path needs (0 when it needs none).
+    private(set) var scratchFloats = 0
 
     var inSpatial: Int { inD * inH * inW }
     var outSpatial: Int { oD * oH * oW }
@@ -80,18 +85,22 @@ struct ConvGeometry {
     var inCg: Int { inC / group }
     var outCg: Int { outC / group }
 
-    init(x: [Int], w: [Int], attributes a: WindowAttributes, group: Int) throws {
+    /// `x` and `w` have passed the planner's size checks; scratch sizes, which multiply dims of both
+    /// with pads and strides, are computed with checked arithmetic.
+    init(x: [Int], w: [Int], attributes a: WindowAttributes, group: Int, threads: Int) throws {
         let r = x.count - 2
         guard (1...3).contains(r) else { throw KernelError("Conv input must be 3-D, 4-D or 5-D (N, C, spatial...), got rank \(x.count)") }
         guard w.count == x.count else { throw KernelError("weights of rank \(w.count) do not match an input of rank \(x.count)") }
         let kernel = Array(w[2...])
+        guard kernel.allSatisfy({ $0 >= 1 }) else { throw KernelError("the weights' spatial shape \(kernel) has an empty axis") }
         if let k = a.kernelShape, k != kernel {
             throw KernelError("kernel_shape \(k) does not match the weights' spatial shape \(kernel)")
         }
         guard group >= 1, x[1] % group == 0, w[0] % group == 0 else {
             throw KernelError("group \(group) must divide the input channels \(x[1]) and the output channels \(w[0])")
         }
-        guard w[1] * group == x[1] else {
+        // With no channels at all `group` divides them whatever it is, so the product is checked.
+        guard try checkedMul(w[1], group, "channels per group × groups") == x[1] else {
             throw KernelError("weights expect \(w[1]) channels per group × \(group) groups, the input has \(x[1]) channels")
         }
         let input = Array(x[2...])
@@ -108,11 +117,14 @@ struct ConvGeometry {
         (dD, dH, dW) = (d3[0], d3[1], d3[2])
         (pD, pH, pW) = (p3[0], p3[1], p3[2])
         outputShape = [batch, outC] + win.output
+        self.threads = max(1, threads)
+        path = choosePath()
+        try sizeScratch()
     }
 
     enum Path { case pointwise, pointwiseBatched, pointwiseSmall, depthwise, depthwiseSmall, im2col }
 
-    var path: Path {
+    private func choosePath() -> Path {
         let unitKernel = kernelVolume == 1 && sD == 1 && sH == 1 && sW == 1 && pD == 0 && pH == 0 && pW == 0
             && oD == inD && oH == inH && oW == inW
         if unitKernel {
@@ -133,31 +145,42 @@ struct ConvGeometry {
     /// Measured (Zen 4, OpenBLAS 0.3.21, batch 20): one GEMM wins 2× on 3×3 maps; per image wins from 6×6 up.
     static let batchedSpatialLimit = 16
 
-    /// Floats of scratch the chosen path needs.
-    var scratchFloats: Int {
+    /// Sets the scratch size of the chosen path. The widths and heights in the slot formulas are sums of
+    /// dims, pads and window extents (each bounded by `TensorSize.maxDimension`); their products are
+    /// checked first, with headroom for the few additions and roundings the formulas make on them.
+    private mutating func sizeScratch() throws {
+        let what = "Conv scratch"
+        func fits(_ factors: Int...) throws { _ = try checkedProduct(factors + [64], what) }
         switch path {
-        case .pointwise, .pointwiseSmall: return 0
-        case .pointwiseBatched: return (inC + outC) * batch * outSpatial + 32
-        case .depthwise: return depthwiseSlots * depthwisePlaneFloats + 32
-        case .depthwiseSmall: return depthwiseSlots * flatPlaneFloats + 32
-        case .im2col: return im2colSlots * im2colFloats
+        case .pointwise, .pointwiseSmall:
+            scratchFloats = 0
+        case .pointwiseBatched:
+            try fits(inC + outC, batch, outSpatial)
+            scratchFloats = (inC + outC) * batch * outSpatial + 32
+        case .depthwise:
+            try fits(depthwisePaddedWidth, depthwisePaddedHeight)
+            scratchFloats = try checkedAdd(checkedMul(depthwiseSlots, depthwisePlaneFloats, what), 32, what)
+        case .depthwiseSmall:
+            try fits(pH + inH + oH + kH, flatWidth)
+            scratchFloats = try checkedAdd(checkedMul(depthwiseSlots, flatPlaneFloats, what), 32, what)
+        case .im2col:
+            try fits(inCg, kernelVolume, outSpatial)
+            scratchFloats = try checkedMul(im2colSlots, im2colFloats, what)
         }
+        _ = try checkedMul(scratchFloats, MemoryLayout<Float>.stride, what)
     }
-
-    /// Cores, read once: ProcessInfo reads /sys (cgroup limits) on every call, which costs microseconds.
-    static let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Floats of one unfolded image-group [Cg·kvol, oS], padded to a cache line.
     var im2colFloats: Int { (inCg * kernelVolume * outSpatial + 15) / 16 * 16 }
     /// Independent (image, group) GEMMs run in parallel, each with its own column buffer, when those
     /// buffers are small; large ones run one at a time with BLAS's own threads.
     var im2colSlots: Int {
-        im2colFloats * 4 <= 2 << 20 ? max(1, min(batch * group, ConvGeometry.cores)) : 1
+        im2colFloats * 4 <= 2 << 20 ? max(1, min(batch * group, threads)) : 1
     }
 
     // Depthwise works on a zero-padded copy of each input plane (so its loops have no bounds tests),
     // one copy per parallel slot.
-    var depthwiseSlots: Int { max(1, min(batch * inC, ConvGeometry.cores)) }
+    var depthwiseSlots: Int { max(1, min(batch * inC, threads)) }
     /// Row length of the padded plane: room for the last, rounded-up SIMD block of outputs.
     var depthwisePaddedWidth: Int {
         let blocks = (oW + 7) / 8 * 8
@@ -189,9 +212,9 @@ struct ConvGeometry {
     var flatPlaneFloats: Int { ConvGeometry.flatBatch * (flatInputFloats + flatOutputs) + 16 }
 }
 
-/// Weights and bias as the Conv paths read them: the ONNX tensors themselves, or copies with a folded
-/// affine, plus (for the few-pixels pointwise path) weight panels. Made once from constant W and B at
-/// plan time; for weights computed at run time, remade into the same buffers every run.
+/// Weights and bias as the Conv paths read them (the ONNX tensors themselves; a following Mul / Add is
+/// folded into them by the graph optimiser), plus weight panels for the few-pixels pointwise path.
+/// Made once from constant W and B at plan time; for weights computed at run time, remade every run.
 final class ConvWeights {
     /// The tensors these were made from (kept alive so their addresses stay unique).
     var sourceW: TensorStorage?
@@ -199,39 +222,25 @@ final class ConvWeights {
     var weights: UnsafePointer<Float>?
     var bias: UnsafePointer<Float>?
     var panels: UnsafePointer<Float>?
-    private var folded: TensorStorage?
     private var panelStorage: TensorStorage?
 
     func matches(w: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer?) -> Bool {
         sourceW?.pointer == w && sourceB?.pointer == b
     }
 
-    /// Points at W and B, folding `affine` (y' = scale·y + shift per output channel) into copies if given.
-    func load(w: UnsafePointer<Float>, wCount: Int, b: UnsafePointer<Float>?, outC: Int, affine: (scale: [Float], shift: [Float])?) {
+    /// Points at W and B.
+    func load(w: UnsafePointer<Float>, b: UnsafePointer<Float>?) {
         panels = nil
-        guard let affine else {
-            weights = w; bias = b
-            return
-        }
-        let scale = affine.scale, shift = affine.shift
-        let bytes = (wCount + outC) * 4
-        if folded == nil || folded!.byteCount < bytes { folded = TensorStorage(byteCount: bytes) }
-        let fw = folded!.pointer.assumingMemoryBound(to: Float.self), fb = fw + wCount
-        let per = wCount / max(outC, 1)
-        for m in 0..<outC {
-            let sc = scale.count == 1 ? scale[0] : scale[m]
-            let sh = shift.count == 1 ? shift[0] : shift[m]
-            for i in 0..<per { fw[m * per + i] = w[m * per + i] * sc }
-            fb[m] = (b?[m] ?? 0) * sc + sh
-        }
-        weights = UnsafePointer(fw); bias = UnsafePointer(fb)
+        weights = w
+        bias = b
     }
 
     /// Packs the current weights into 8-channel panels (1×1 convs only).
-    func packPanels(outC: Int, inC: Int) {
+    func packPanels(outC: Int, inC: Int) throws {
         let bytes = convPanelFloats(outC: outC, inC: inC) * 4
-        if panelStorage == nil || panelStorage!.byteCount < bytes { panelStorage = TensorStorage(byteCount: bytes) }
-        let p = panelStorage!.pointer.assumingMemoryBound(to: Float.self)
+        let storage = try panelStorage.flatMap { $0.byteCount >= bytes ? $0 : nil } ?? TensorStorage(byteCount: bytes)
+        panelStorage = storage
+        let p = storage.pointer.assumingMemoryBound(to: Float.self)
         convPackPanels(w: weights!, bias: bias, outC: outC, inC: inC, into: p)
         panels = UnsafePointer(p)
     }
@@ -241,14 +250,15 @@ final class ConvWeights {
 final class ConvKernel: Kernel {
     let window: WindowAttributes
     let group: Int
-    /// Applied after the bias (and after any folded affine).
+    /// Applied after the bias.
     var activation: FusedActivation = .none
-    /// Per-output-channel y' = scale·y + shift folded into W and B (composed when folded twice).
-    private(set) var affine: (scale: [Float], shift: [Float])?
     /// Made from constant W and B at plan time.
     private var prepared: ConvWeights?
     /// Remade every run for weights that are not constants.
     private let runtimeWeights = ConvWeights()
+    /// One geometry per planned pair of input and weight shapes, made at plan time: runs look it up
+    /// (comparing arrays allocates nothing) instead of rebuilding it.
+    private(set) var geometries: [(x: [Int], w: [Int], geometry: ConvGeometry)] = []
 
     init(_ info: NodeInfo) throws {
         window = try WindowAttributes(info)
@@ -261,23 +271,12 @@ final class ConvKernel: Kernel {
         }
     }
 
-    /// Folds a following per-output-channel `y * scale + shift` (a Mul then Add by constants) into the
-    /// weights and bias. `scale` and `shift` hold M values or one value for all channels.
-    /// Must come before any activation is set: an affine after the activation cannot be folded.
-    func foldAffine(scale: [Float], shift: [Float]) {
-        precondition(activation == .none, "foldAffine after a fused activation would change the result")
-        precondition(scale.count >= 1 && shift.count >= 1, "foldAffine needs at least one scale and shift")
-        if let previous = affine {
-            let s0 = previous.scale, t0 = previous.shift
-            // scale·(s0·y + t0) + shift
-            let n = max(s0.count, t0.count, scale.count, shift.count)
-            func at(_ v: [Float], _ i: Int) -> Float { v.count == 1 ? v[0] : v[i] }
-            affine = ((0..<n).map { at(s0, $0) * at(scale, $0) },
-                      (0..<n).map { at(scale, $0) * at(t0, $0) + at(shift, $0) })
-        } else {
-            affine = (scale, shift)
-        }
-        prepared = nil
+    /// The geometry for these shapes: the planned one, else made now (and kept) for `threads` scratch slots.
+    func geometry(x: [Int], w: [Int], threads: Int) throws -> ConvGeometry {
+        if let known = geometries.first(where: { $0.x == x && $0.w == w }) { return known.geometry }
+        let g = try ConvGeometry(x: x, w: w, attributes: window, group: group, threads: threads)
+        geometries.append((x, w, g))
+        return g
     }
 
     func infer(_ inputs: PlanInputs) throws -> [ValueSpec] {
@@ -285,41 +284,35 @@ final class ConvKernel: Kernel {
         guard x.dtype == .float, w.dtype == .float else {
             throw KernelError("Conv supports float32 only, got \(x.dtype) input and \(w.dtype) weights", unsupported: true)
         }
-        let g = try ConvGeometry(x: x.shape, w: w.shape, attributes: window, group: group)
+        let g = try geometry(x: x.shape, w: w.shape, threads: inputs.threads)
         if let b = inputs.optional(2) {
             guard b.dtype == .float else { throw KernelError("Conv bias must be float32, got \(b.dtype)", unsupported: true) }
             guard b.shape == [g.outC] else { throw KernelError("bias shape \(b.shape) must be [\(g.outC)]") }
         }
-        if let s = affine {
-            for v in [s.scale, s.shift] where v.count != 1 && v.count != g.outC {
-                throw KernelError("a folded affine of \(v.count) values does not fit \(g.outC) output channels")
-            }
-        }
-        // Constant weights: fold the affine and pack panels once now, never per run.
+        // Constant weights: pack panels once now, never per run.
         if let wc = w.constant, inputs.optional(2).map({ $0.constant != nil }) ?? true {
             let bc = inputs.optional(2)?.constant
             if prepared == nil || !prepared!.matches(w: wc.storage.pointer, b: bc?.storage.pointer) {
                 let p = ConvWeights()
                 p.sourceW = wc.storage
                 p.sourceB = bc?.storage
-                p.load(w: wc.ref.floats, wCount: wc.count, b: bc?.ref.floats, outC: g.outC, affine: affine)
+                p.load(w: wc.ref.floats, b: bc?.ref.floats)
                 prepared = p
             }
-            if g.path == .pointwiseSmall && prepared!.panels == nil { prepared!.packPanels(outC: g.outC, inC: g.inC) }
+            if g.path == .pointwiseSmall && prepared!.panels == nil { try prepared!.packPanels(outC: g.outC, inC: g.inC) }
         }
         return [ValueSpec(.float, g.outputShape)]
     }
 
-    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) -> Int {
-        guard let x = inputs[0], let w = inputs[1],
-              let g = try? ConvGeometry(x: x.shape, w: w.shape, attributes: window, group: group) else { return 0 }
-        return g.scratchFloats * 4
+    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) throws -> Int {
+        guard let x = inputs[0], let w = inputs[1] else { return 0 }
+        return try geometry(x: x.shape, w: w.shape, threads: 1).scratchFloats * MemoryLayout<Float>.stride
     }
 
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {
         let x = inputs.at(0), w = inputs.at(1), y = outputs[0]
         let b = inputs.count > 2 ? inputs[2] : nil
-        let g = try ConvGeometry(x: x.shape, w: w.shape, attributes: window, group: group)
+        let g = try geometry(x: x.shape, w: w.shape, threads: context.threads)
         let scratch = context.scratch.map { $0.assumingMemoryBound(to: Float.self) }
 
         // Weights and bias as this run uses them.
@@ -327,11 +320,11 @@ final class ConvKernel: Kernel {
         if let p = self.prepared, p.matches(w: w.data, b: b?.data) {
             prepared = p
         } else {
-            // Weights computed at run time (or an affine folded after planning): prepare them again now.
+            // Weights computed at run time: prepare them again now.
             prepared = runtimeWeights
-            prepared.load(w: w.floats, wCount: w.count, b: b?.floats, outC: g.outC, affine: affine)
+            prepared.load(w: w.floats, b: b?.floats)
         }
-        if g.path == .pointwiseSmall && prepared.panels == nil { prepared.packPanels(outC: g.outC, inC: g.inC) }
+        if g.path == .pointwiseSmall && prepared.panels == nil { try prepared.packPanels(outC: g.outC, inC: g.inC) }
         let weights = prepared.weights!, bias = prepared.bias
         if g.batch == 0 || g.outC == 0 { return }
         guard g.scratchFloats == 0 || scratch != nil else { throw KernelError("Conv was planned without scratch memory") }

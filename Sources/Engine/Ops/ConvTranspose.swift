@@ -38,12 +38,12 @@ final class ConvTransposeKernel: Kernel {
         autoPad = try AutoPad(info)
         group = try info.int("group", 1)
         guard group >= 1 else { throw KernelError("group must be at least 1, got \(group)") }
-        kernelShape = try info.ints("kernel_shape")
-        strides = try info.ints("strides")
-        dilations = try info.ints("dilations")
-        pads = try info.ints("pads")
-        outputPadding = try info.ints("output_padding")
-        outputShapeAttribute = try info.ints("output_shape")
+        kernelShape = try info.sizes("kernel_shape")
+        strides = try info.sizes("strides")
+        dilations = try info.sizes("dilations")
+        pads = try info.sizes("pads")
+        outputPadding = try info.sizes("output_padding")
+        outputShapeAttribute = try info.sizes("output_shape")
         if let s = strides, s.contains(where: { $0 < 1 }) { throw KernelError("strides \(s) must be positive") }
         if let d = dilations, d.contains(where: { $0 < 1 }) { throw KernelError("dilations \(d) must be positive") }
     }
@@ -53,6 +53,7 @@ final class ConvTransposeKernel: Kernel {
         guard (1...3).contains(r) else { throw KernelError("ConvTranspose input must be 3-D, 4-D or 5-D, got rank \(x.count)") }
         guard w.count == x.count else { throw KernelError("weights of rank \(w.count) do not match an input of rank \(x.count)") }
         let kernel = Array(w[2...])
+        guard kernel.allSatisfy({ $0 >= 1 }) else { throw KernelError("the weights' spatial shape \(kernel) has an empty axis") }
         if let k = kernelShape, k != kernel { throw KernelError("kernel_shape \(k) does not match the weights' spatial shape \(kernel)") }
         guard x[1] % group == 0, w[0] == x[1] else {
             throw KernelError("weights have \(w[0]) input channels, the input has \(x[1]) (group \(group) must divide them)")
@@ -69,9 +70,12 @@ final class ConvTransposeKernel: Kernel {
 
         var begin = [Int](repeating: 0, count: r), output = [Int](repeating: 0, count: r)
         for i in 0..<r {
-            let full = s[i] * (input[i] - 1) + op[i] + (kernel[i] - 1) * d[i] + 1
+            // Attributes are bounded (`NodeInfo.sizes`), dims checked by the planner: only the products can overflow.
+            let what = "ConvTranspose output size on spatial axis \(i)"
+            let full = try [checkedMul(s[i], input[i] - 1, what), checkedMul(kernel[i] - 1, d[i], what), op[i], 1]
+                .reduce(0) { try checkedAdd($0, $1, what) }
             if pads == nil && (autoPad == .sameUpper || autoPad == .sameLower) {
-                output[i] = requested?[i] ?? input[i] * s[i]
+                output[i] = try requested?[i] ?? checkedMul(input[i], s[i], what)
                 let total = full - output[i]
                 // Floor division, as the reference does for a negative total too.
                 let half = Int((Double(total) / 2).rounded(.down))
@@ -90,7 +94,7 @@ final class ConvTransposeKernel: Kernel {
         var g = ConvTransposeGeometry()
         func pad3(_ v: [Int], _ fill: Int) -> [Int] { Array(repeating: fill, count: 3 - r) + v }
         let i3 = pad3(input, 1), k3 = pad3(kernel, 1), o3 = pad3(output, 1), s3 = pad3(s, 1), d3 = pad3(d, 1), p3 = pad3(begin, 0)
-        g.batch = x[0]; g.inC = x[1]; g.outC = w[1] * group; g.group = group
+        g.batch = x[0]; g.inC = x[1]; g.outC = try checkedMul(w[1], group, "output channels"); g.group = group
         (g.inD, g.inH, g.inW) = (i3[0], i3[1], i3[2])
         (g.kD, g.kH, g.kW) = (k3[0], k3[1], k3[2])
         (g.oD, g.oH, g.oW) = (o3[0], o3[1], o3[2])
@@ -113,9 +117,10 @@ final class ConvTransposeKernel: Kernel {
         return [ValueSpec(.float, g.outputShape)]
     }
 
-    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) -> Int {
-        guard let x = inputs[0], let w = inputs[1], let g = try? geometry(x: x.shape, w: w.shape) else { return 0 }
-        return (g.columnRows * g.inSpatial + 16) * 4
+    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) throws -> Int {
+        guard let x = inputs[0], let w = inputs[1] else { return 0 }
+        let g = try geometry(x: x.shape, w: w.shape)
+        return try checkedMul(checkedMul(g.columnRows, g.inSpatial, "ConvTranspose columns") + 16, 4, "ConvTranspose columns")
     }
 
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {

@@ -29,10 +29,10 @@ struct WindowAttributes {
 
     init(_ info: NodeInfo, ceilMode: Bool = false) throws {
         autoPad = try AutoPad(info)
-        kernelShape = try info.ints("kernel_shape")
-        strides = try info.ints("strides")
-        dilations = try info.ints("dilations")
-        pads = try info.ints("pads")
+        kernelShape = try info.sizes("kernel_shape")
+        strides = try info.sizes("strides")
+        dilations = try info.sizes("dilations")
+        pads = try info.sizes("pads")
         self.ceilMode = ceilMode
         if let s = strides, s.contains(where: { $0 < 1 }) { throw KernelError("strides \(s) must be positive") }
         if let d = dilations, d.contains(where: { $0 < 1 }) { throw KernelError("dilations \(d) must be positive") }
@@ -41,6 +41,7 @@ struct WindowAttributes {
     }
 
     /// Output sizes and pads for `input` spatial sizes and `kernel` sizes (both of the spatial rank).
+    /// Attributes are bounded (`NodeInfo.sizes`) and dims checked by the planner, so only products can overflow.
     func resolve(input: [Int], kernel: [Int]) throws -> (output: [Int], padBegin: [Int], padEnd: [Int], strides: [Int], dilations: [Int]) {
         let r = input.count
         let strides = self.strides ?? Array(repeating: 1, count: r)
@@ -51,7 +52,7 @@ struct WindowAttributes {
         var begin = [Int](repeating: 0, count: r)
         var end = [Int](repeating: 0, count: r)
         for i in 0..<r {
-            let effective = (kernel[i] - 1) * dilations[i] + 1
+            let effective = try checkedMul(kernel[i] - 1, dilations[i], "the window extent on spatial axis \(i)") + 1
             switch autoPad {
             case .notSet:
                 if let p = pads {
@@ -74,7 +75,7 @@ struct WindowAttributes {
                 output[i] = (ceilMode ? (span + strides[i] - 1) / strides[i] : span / strides[i]) + 1
             case .sameUpper, .sameLower:
                 output[i] = (input[i] + strides[i] - 1) / strides[i]
-                let total = max(0, (output[i] - 1) * strides[i] + effective - input[i])
+                let total = max(0, try checkedAdd((output[i] - 1) * strides[i], effective, "the window on spatial axis \(i)") - input[i])
                 begin[i] = autoPad == .sameUpper ? total / 2 : total - total / 2
                 end[i] = total - begin[i]
             }

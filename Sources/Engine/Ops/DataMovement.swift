@@ -53,7 +53,7 @@ final class ConcatKernel: Kernel {
             guard s.shape.count == rank, s.shape.indices.allSatisfy({ $0 == a || s.shape[$0] == first.shape[$0] }) else {
                 throw KernelError("input \(i) has shape \(s.shape), which differs from \(first.shape) off axis \(a)")
             }
-            shape[a] += s.shape[a]
+            shape[a] = try checkedAdd(shape[a], s.shape[a], "Concat output axis \(a)")
         }
         return [ValueSpec(first.dtype, shape)]
     }
@@ -270,7 +270,9 @@ final class TileKernel: Kernel {
         let repeats = try DataMovement.integers(inputs, 1, "repeats")
         guard repeats.count == x.shape.count else { throw KernelError("repeats has \(repeats.count) values for rank \(x.shape.count)") }
         guard repeats.allSatisfy({ $0 >= 0 }) else { throw KernelError("repeats \(repeats) must not be negative") }
-        return [ValueSpec(x.dtype, zip(x.shape, repeats).map { $0 * $1 })]
+        return [ValueSpec(x.dtype, try zip(x.shape, repeats).enumerated().map { a, pair in
+            try checkedMul(pair.0, pair.1, "Tile output axis \(a)")
+        })]
     }
 
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {

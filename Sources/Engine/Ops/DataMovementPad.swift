@@ -15,7 +15,7 @@ final class PadKernel: Kernel {
         guard let mode = Mode(rawValue: name) else { throw info.unsupported("mode '\(name)'") }
         self.mode = mode
         if info.opset < 11 {
-            guard let pads = try info.ints(info.opset < 2 ? "paddings" : "pads") else {
+            guard let pads = try info.sizes(info.opset < 2 ? "paddings" : "pads") else {
                 throw KernelError("Pad-\(info.opset < 2 ? 1 : 2) needs a '\(info.opset < 2 ? "paddings" : "pads")' attribute")
             }
             attributePads = pads
@@ -30,6 +30,8 @@ final class PadKernel: Kernel {
     static func fullPads(_ pads: [Int], axes: [Int]?, rank: Int) throws -> (begin: [Int], end: [Int]) {
         let axes = try DataMovement.axes(axes ?? Array(0..<rank), rank: rank)
         guard pads.count == 2 * axes.count else { throw KernelError("pads has \(pads.count) values; expected \(2 * axes.count)") }
+        // Bounded pads keep every sum below (dim + begin + end, crops) in range.
+        try checkSizeValues(pads, "pads")
         var begin = [Int](repeating: 0, count: rank), end = begin
         for (i, a) in axes.enumerated() {
             begin[a] = pads[i]

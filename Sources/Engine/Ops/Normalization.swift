@@ -47,7 +47,8 @@ final class BatchNormKernel: Kernel {
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {
         let x = inputs.at(0), y = outputs[0]
         let n = x.shape[0], c = x.shape[1], spatial = x.shape.dropFirst(2).reduce(1, *)
-        guard c > 0, let scratch = context.scratch else { return }
+        guard c > 0 else { return }
+        guard let scratch = context.scratch else { throw KernelError("BatchNormalization was planned without scratch memory") }
         let scale = inputs.at(1).floats, bias = UnsafePointer(inputs.at(2).floats)
         let mean = UnsafePointer(inputs.at(3).floats), variance = inputs.at(4).floats
         // Per-channel multiplier scale / sqrt(var + eps), in double before rounding once.

@@ -310,10 +310,10 @@ final class MaxUnpoolKernel: Kernel {
     let pads: [Int]?
 
     init(_ info: NodeInfo) throws {
-        guard let k = try info.ints("kernel_shape") else { throw KernelError("kernel_shape is required") }
+        guard let k = try info.sizes("kernel_shape") else { throw KernelError("kernel_shape is required") }
         kernel = k
-        strides = try info.ints("strides")
-        pads = try info.ints("pads")
+        strides = try info.sizes("strides")
+        pads = try info.sizes("pads")
     }
 
     private func inferredShape(_ x: [Int]) throws -> [Int] {
@@ -321,7 +321,14 @@ final class MaxUnpoolKernel: Kernel {
         guard x.count == r + 2 else { throw KernelError("input \(x) must have rank \(r + 2) for kernel_shape \(kernel)") }
         let s = strides ?? Array(repeating: 1, count: r), p = pads ?? Array(repeating: 0, count: 2 * r)
         guard s.count == r, p.count == 2 * r else { throw KernelError("strides \(s) or pads \(p) do not match kernel_shape \(kernel)") }
-        return [x[0], x[1]] + (0..<r).map { (x[$0 + 2] - 1) * s[$0] - (p[$0] + p[$0 + r]) + kernel[$0] }
+        // Attributes are bounded (`NodeInfo.sizes`), dims checked by the planner: only the product can overflow.
+        let spatial = try (0..<r).map { a -> Int in
+            let what = "unpooled size of spatial axis \(a)"
+            let n = try checkedAdd(checkedMul(x[a + 2] - 1, s[a], what) - (p[a] + p[a + r]), kernel[a], what)
+            guard n >= 0 else { throw KernelError("the unpooled size of spatial axis \(a) would be \(n)") }
+            return n
+        }
+        return [x[0], x[1]] + spatial
     }
 
     func infer(_ inputs: PlanInputs) throws -> [ValueSpec] {

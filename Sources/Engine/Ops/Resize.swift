@@ -125,16 +125,19 @@ final class ResizeKernel: Kernel {
         shape.map(Double.init) + [-1] + (roi ?? []) + [-2] + (scales ?? []) + [-3] + (sizes ?? []).map(Double.init)
     }
 
-    private func tables(shape: [Int], roi: [Double]?, scales: [Double]?, sizes: [Int]?) throws -> Tables {
+    /// `checkSize` sees the output shape before any table of its size is built (the plan's memory budget).
+    private func tables(shape: [Int], roi: [Double]?, scales: [Double]?, sizes: [Int]?,
+                        checkSize: ([Int]) throws -> Void) throws -> Tables {
         let k = key(shape: shape, roi: roi, scales: scales, sizes: sizes)
         if let t = cache[k] { return t }
-        let t = try makeTables(shape: shape, roi: roi, scales: scales, sizes: sizes)
+        let t = try makeTables(shape: shape, roi: roi, scales: scales, sizes: sizes, checkSize: checkSize)
         cache[k] = t
         maxScratchFloats = max(maxScratchFloats, t.scratchFloats)
         return t
     }
 
-    private func makeTables(shape: [Int], roi roiIn: [Double]?, scales scalesIn: [Double]?, sizes sizesIn: [Int]?) throws -> Tables {
+    private func makeTables(shape: [Int], roi roiIn: [Double]?, scales scalesIn: [Double]?, sizes sizesIn: [Int]?,
+                            checkSize: ([Int]) throws -> Void) throws -> Tables {
         let r = shape.count
         guard r >= 1 else { throw KernelError("\(isUpsample ? "Upsample" : "Resize") input must have rank ≥ 1") }
         let axes = try (axesAttribute ?? Array(0..<r)).map { try normalizeAxis($0, rank: r) }
@@ -149,12 +152,15 @@ final class ResizeKernel: Kernel {
             if aspectPolicy != .stretch {
                 let chosen = axes.map { scale[$0] }
                 let s = aspectPolicy == .notLarger ? chosen.min()! : chosen.max()!
-                for a in axes { scale[a] = s; output[a] = Int(s * Double(shape[a]) + 0.5) }
+                for a in axes { scale[a] = s; output[a] = try checkedInt(s * Double(shape[a]) + 0.5, "output size of axis \(a)") }
             }
         } else if let scales = scalesIn {
             guard scales.count == axes.count else { throw KernelError("scales has \(scales.count) values for \(axes.count) axes") }
             guard scales.allSatisfy({ $0 > 0 }) else { throw KernelError("scales \(scales) must be positive") }
-            for (i, a) in axes.enumerated() { scale[a] = scales[i]; output[a] = Int(scales[i] * Double(shape[a])) }
+            for (i, a) in axes.enumerated() {
+                scale[a] = scales[i]
+                output[a] = try checkedInt(scales[i] * Double(shape[a]), "output size of axis \(a) (scale \(scales[i]))")
+            }
         } else {
             throw KernelError("Resize needs either scales or sizes")
         }
@@ -164,14 +170,17 @@ final class ResizeKernel: Kernel {
             guard let roi = roiIn else { throw KernelError("tf_crop_and_resize needs roi") }
             guard roi.count == 2 * axes.count else { throw KernelError("roi has \(roi.count) values, expected \(2 * axes.count)") }
             for (i, a) in axes.enumerated() { roiStart[a] = roi[i]; roiEnd[a] = roi[axes.count + i] }
+            guard roi.allSatisfy(\.isFinite) else { throw KernelError("roi \(roi) must be finite") }
         }
+        // The tables below are as long as the output's axes: check its size before building them.
+        try checkSize(output)
 
         for a in 0..<r where shape[a] == 0 && output[a] > 0 {
             throw KernelError("cannot resize an empty axis \(a) to \(output[a]) elements")
         }
         var taps: [AxisTaps] = []
         for a in 0..<r where shape[a] > 0 && output[a] > 0 {
-            let t = axisTaps(axis: a, inLength: shape[a], outLength: output[a], scale: scale[a], roiStart: roiStart[a], roiEnd: roiEnd[a])
+            let t = try axisTaps(axis: a, inLength: shape[a], outLength: output[a], scale: scale[a], roiStart: roiStart[a], roiEnd: roiEnd[a])
             if !isIdentity(t) { taps.append(t) }
         }
         if output.contains(0) { taps = [] }
@@ -182,10 +191,12 @@ final class ResizeKernel: Kernel {
             var current = shape
             for t in taps.reversed().dropLast() {
                 current[t.axis] = t.outLength
+                // A pass's result can be larger than both input and output (one axis grown before another shrinks).
+                try checkSize(current)
                 scratch = max(scratch, current.reduce(1, *))
             }
         }
-        return Tables(outputShape: output, axes: taps, scratchFloats: scratch == 0 ? 0 : 2 * (scratch + 16))
+        return Tables(outputShape: output, axes: taps, scratchFloats: scratch == 0 ? 0 : try checkedMul(scratch + 16, 2, "Resize scratch"))
     }
 
     private func isIdentity(_ t: AxisTaps) -> Bool {
@@ -201,7 +212,7 @@ final class ResizeKernel: Kernel {
 
     /// The ONNX reference's 1-D interpolation, turned into taps: coordinate transform, coefficients for
     /// the fractional part, then the n nearest source indices (window clamped to the edge-padded input).
-    private func axisTaps(axis: Int, inLength: Int, outLength: Int, scale: Double, roiStart: Double, roiEnd: Double) -> AxisTaps {
+    private func axisTaps(axis: Int, inLength: Int, outLength: Int, scale: Double, roiStart: Double, roiEnd: Double) throws -> AxisTaps {
         let inL = Double(inLength)
         let outWidth = scale * inL  // the reference uses the unrounded output length
         var t = AxisTaps(axis: axis, inLength: inLength, outLength: outLength, count: 0, index: [], weight: [],
@@ -226,6 +237,10 @@ final class ResizeKernel: Kernel {
                 xo += roiStart * (inL - 1)
                 if xo < 0 || xo > inL - 1 { t.extrapolate[o] = true }
             }
+            guard xo.isFinite else { throw KernelError("axis \(axis): output coordinate \(o) maps to \(xo)") }
+            // Beyond ±2^52 doubles are whole numbers and every window lies far outside the input (axes are at most
+            // 2^48 long), so clamping there changes no tap and keeps the conversions to Int below in range.
+            xo = min(max(xo, -0x1p52), 0x1p52)
 
             if mode == .nearest && nearestMode == .simple {
                 let i = scale < 1 ? Int(xo.rounded(.up)) : Int(xo.rounded(.down))
@@ -235,7 +250,7 @@ final class ResizeKernel: Kernel {
 
             let xi = xo.rounded(.down)
             let ratio = xo == xi ? 1.0 : xo - xi
-            let coeffs = coefficients(ratio, scale: scale)
+            let coeffs = try coefficients(ratio, scale: scale)
             let n = coeffs.count
             if t.count == 0 { t.count = n }
             // The window of the n nearest indices (lower preferred), kept inside the input padded by ceil(n/2).
@@ -266,7 +281,7 @@ final class ResizeKernel: Kernel {
         return t
     }
 
-    private func coefficients(_ ratio: Double, scale: Double) -> [Double] {
+    private func coefficients(_ ratio: Double, scale: Double) throws -> [Double] {
         switch mode {
         case .nearest:
             if ratio == 1 { return [0, 1] }
@@ -279,7 +294,7 @@ final class ResizeKernel: Kernel {
         case .linear:
             if !antialias { return [1 - ratio, ratio] }
             let s = min(scale, 1)
-            let start = Int((-1 / s).rounded(.down)) + 1
+            let start = try checkedInt((-1 / s).rounded(.down), "antialias footprint (scale \(scale))") + 1
             let footprint = 2 - 2 * start
             let c = (0..<footprint).map { j -> Double in
                 let arg = (Double(start + j) - ratio) * s
@@ -297,7 +312,7 @@ final class ResizeKernel: Kernel {
                         ((a * q1 - 5 * a) * q1 + 8 * a) * q1 - 4 * a]
             }
             let s = min(scale, 1)
-            let iStart = Int((-2 / s).rounded(.down)) + 1
+            let iStart = try checkedInt((-2 / s).rounded(.down), "antialias footprint (scale \(scale))") + 1
             let iEnd = 2 - iStart
             let c = (iStart..<iEnd).map { i -> Double in
                 let x = abs(s * (Double(i) - ratio))
@@ -334,22 +349,23 @@ final class ResizeKernel: Kernel {
         if let sizes = p.sizes, p.scales != nil, !sizes.isEmpty {
             throw KernelError("only one of scales and sizes may be given")
         }
-        let t = try tables(shape: x.shape, roi: p.roi, scales: p.scales, sizes: p.sizes)
+        let t = try tables(shape: x.shape, roi: p.roi, scales: p.scales, sizes: p.sizes) { try inputs.checkSize($0, x.dtype) }
         return [ValueSpec(x.dtype, t.outputShape)]
     }
 
-    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) -> Int {
+    func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) throws -> Int {
         // The tables (and so the pass sizes) were made in infer; any of them fits in the largest.
-        mode == .nearest ? 0 : maxScratchFloats * 4
+        mode == .nearest ? 0 : try checkedMul(maxScratchFloats, 4, "Resize scratch")
     }
 
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {
         let x = inputs.at(0), y = outputs[0]
         let p = try parameters { i in
             guard i < inputs.count, let ref = inputs[i] else { return nil }
-            return ResizeKernel.host(ref)
+            return try ResizeKernel.host(ref)
         }
-        let t = try tables(shape: x.shape, roi: p.roi, scales: p.scales, sizes: p.sizes)
+        // Planned in infer (checked there); the same parameters find those tables.
+        let t = try tables(shape: x.shape, roi: p.roi, scales: p.scales, sizes: p.sizes) { _ in }
         if y.count == 0 { return }
         if t.axes.isEmpty {
             y.data.copyMemory(from: x.data, byteCount: y.byteCount)
@@ -368,8 +384,8 @@ final class ResizeKernel: Kernel {
     }
 
     /// A small input read at run time (roi, scales, sizes) as a host tensor.
-    private static func host(_ ref: TensorRef) -> HostTensor {
-        let h = HostTensor(dtype: ref.dtype, shape: ref.shape)
+    private static func host(_ ref: TensorRef) throws -> HostTensor {
+        let h = try HostTensor(dtype: ref.dtype, shape: ref.shape)
         h.storage.pointer.copyMemory(from: ref.data, byteCount: ref.byteCount)
         return h
     }

@@ -34,7 +34,7 @@ final class ShapeKernel: Kernel {
     func infer(_ inputs: PlanInputs) throws -> [ValueSpec] {
         let dims = dims(of: try inputs.spec(0).shape)
         // The value follows from the input's shape alone, so it is a constant even when X is not.
-        return [ValueSpec(.int64, [dims.count], constant: HostTensor(shape: [dims.count], int64s: dims.map { Int64($0) }))]
+        return [ValueSpec(.int64, [dims.count], constant: try HostTensor(shape: [dims.count], int64s: dims.map { Int64($0) }))]
     }
 
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {
@@ -48,7 +48,7 @@ final class ShapeKernel: Kernel {
 final class SizeKernel: Kernel {
     func infer(_ inputs: PlanInputs) throws -> [ValueSpec] {
         let n = try inputs.spec(0).count
-        return [ValueSpec(.int64, [], constant: HostTensor(shape: [], int64s: [Int64(n)]))]
+        return [ValueSpec(.int64, [], constant: try HostTensor(shape: [], int64s: [Int64(n)]))]
     }
 
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {
@@ -100,13 +100,15 @@ final class ReshapeKernel: Kernel {
             guard !(allowZero && requested.contains(0)) else {
                 throw KernelError("shape \(requested): -1 cannot be combined with 0 when allowzero=1")
             }
-            let known = out.enumerated().reduce(1) { $1.offset == i ? $0 : $0 * $1.element }
+            var others = out
+            others.remove(at: i)
+            let known = try checkedProduct(others, "shape \(requested)")
             guard known > 0, total % known == 0 else {
                 throw KernelError("cannot reshape \(input) (\(total) elements) to \(requested)")
             }
             out[i] = total / known
         }
-        guard out.reduce(1, *) == total else { throw KernelError("cannot reshape \(input) (\(total) elements) to \(requested)") }
+        guard try checkedProduct(out, "shape \(requested)") == total else { throw KernelError("cannot reshape \(input) (\(total) elements) to \(requested)") }
         return out
     }
 
