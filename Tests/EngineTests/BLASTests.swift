@@ -80,4 +80,21 @@ final class BLASTests: XCTestCase {
             }
         }
     }
+
+    /// OpenBLAS takes 32-bit sizes; a leading dimension beyond Int32.max (reachable within a large memory
+    /// budget) used to trap converting it. With one row only row 0 is ever read, so the test needs no memory.
+    func testLeadingDimensionsBeyond32BitsTakeThePlainLoop() throws {
+        try BLAS.load()
+        let huge = Int(Int32.max) + 5
+        let a: [Float] = [1.5, -2, 4], b: [Float] = [2, 0.25, -1]
+        var c: [Float] = [7]
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    sgemm(m: 1, n: 1, k: 3, a: a.baseAddress!, lda: huge, b: b.baseAddress!, ldb: 1, c: c.baseAddress!, ldc: huge)
+                }
+            }
+        }
+        XCTAssertEqual(c[0], 1.5 * 2 - 2 * 0.25 - 4)
+    }
 }

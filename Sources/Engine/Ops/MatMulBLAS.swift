@@ -19,6 +19,10 @@ func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, a
         }
         return
     }
+    guard fitsBLASInt(m, n, k, lda, ldb, ldc) else {
+        return naiveGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                         beta: beta, c: c, ldc: ldc)
+    }
     kizuki_sgemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
                  beta, c, Int32(max(ldc, 1)))
 }
@@ -36,8 +40,33 @@ func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, a
         }
         return
     }
+    guard fitsBLASInt(m, n, k, lda, ldb, ldc) else {
+        return naiveGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                         beta: beta, c: c, ldc: ldc)
+    }
     kizuki_dgemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
                  beta, c, Int32(max(ldc, 1)))
+}
+
+/// OpenBLAS takes 32-bit sizes. Within a large memory budget a model can still ask for a product with a
+/// side of 2^31 or more (MatMul [2^31, 1] x [1, 1] is 8 GiB); such degenerate shapes take the plain loop.
+@inline(__always)
+private func fitsBLASInt(_ m: Int, _ n: Int, _ k: Int, _ lda: Int, _ ldb: Int, _ ldc: Int) -> Bool {
+    let limit = Int(Int32.max)
+    return m <= limit && n <= limit && k <= limit && lda <= limit && ldb <= limit && ldc <= limit
+}
+
+/// C = alpha · op(A) · op(B) + beta · C without BLAS, for sizes BLAS cannot address.
+private func naiveGemm<T: BinaryFloatingPoint>(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
+                                               a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
+                                               beta: T, c: UnsafeMutablePointer<T>, ldc: Int) {
+    for i in 0..<m {
+        for j in 0..<n {
+            var sum: T = 0
+            for p in 0..<k { sum += (transA ? a[p * lda + i] : a[i * lda + p]) * (transB ? b[j * ldb + p] : b[p * ldb + j]) }
+            c[i * ldc + j] = alpha * sum + (beta == 0 ? 0 : beta * c[i * ldc + j])
+        }
+    }
 }
 
 /// `sgemm` split over the session's threads by columns of C: OpenBLAS runs single-threaded (the
