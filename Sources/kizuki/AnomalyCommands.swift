@@ -14,10 +14,11 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         do {
+            let output = try OutputFile(out, kind: .npy, option: "--out", inputs: [("the model", model), ("--images", images)])
             let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
             let set = try imageOptions.load(images, for: embedder)
             let (values, dim) = try imageOptions.embed(set, with: embedder, label: "embed")
-            try Npy.write(Tensor(floats: values, dims: [set.count, dim]), to: URL(fileURLWithPath: out))
+            try output.write(Npy.encode(Tensor(floats: values, dims: [set.count, dim])))
             print("wrote \(set.count) x \(dim) embeddings to \(out)")
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
     }
@@ -33,8 +34,13 @@ struct Index: ParsableCommand {
     @OptionGroup var imageOptions: ImageOptions
     @OptionGroup var engine: EngineOptions
 
+    func validate() throws {
+        if let anchors, anchors < 1 { throw ValidationError("--anchors must be at least 1 (got \(anchors))") }
+    }
+
     func run() throws {
         do {
+            let output = try OutputFile(out, kind: .index, option: "--out", inputs: [("the model", model), ("--images", images)])
             let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
             let all = try imageOptions.load(images, for: embedder)
             let chosen = try AnchorIndex.select(count: all.count, n: anchors, seed: seed)
@@ -44,7 +50,7 @@ struct Index: ParsableCommand {
                                                   preprocessing: AnchorIndex.preprocessing, source: images, selection: selection,
                                                   threshold: nil),
                                     embeddings: values)
-            try index.write(to: URL(fileURLWithPath: out))
+            try output.write { try index.write(to: $0) }
             print("wrote \(out): \(chosen.count) anchors x \(dim), \(selection), model sha256 \(embedder.modelSHA256.prefix(12))…")
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
     }
@@ -58,14 +64,13 @@ struct Score: ParsableCommand {
     @Option(help: "Mean distance to the k nearest anchors (1 = the reference).") var k = 1
     @Option(help: "Threshold: score > T is an anomaly (default: the index's calibrated threshold).") var threshold: Double?
     @Option(help: "A threshold file written by `kizuki calibrate --out`.") var thresholdFile: String?
-    @Option(help: "csv or jsonl.") var format: OutputFormat = .csv
+    @Option(help: "csv (RFC 4180) or jsonl.") var format: ScoreFormat = .csv
     @OptionGroup var imageOptions: ImageOptions
     @OptionGroup var engine: EngineOptions
 
-    enum OutputFormat: String, ExpressibleByArgument { case csv, jsonl }
-
     func validate() throws {
-        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1 (got \(k))") }
+        if let threshold, !threshold.isFinite { throw ValidationError("--threshold must be a finite number (got \(threshold))") }
         if threshold != nil && thresholdFile != nil { throw ValidationError("give --threshold or --threshold-file, not both") }
     }
 
@@ -74,9 +79,10 @@ struct Score: ParsableCommand {
             let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
             let anchorIndex = try AnchorIndex(contentsOf: URL(fileURLWithPath: index))
             try anchorIndex.check(modelSHA256: embedder.modelSHA256, file: index)
+            try checkAnchors(k: k, skipSelf: false, in: anchorIndex, file: index)
             var limit = threshold ?? anchorIndex.header.threshold?.value
             if let thresholdFile {
-                let t = try JSONDecoder().decode(Threshold.self, from: Data(contentsOf: URL(fileURLWithPath: thresholdFile)))
+                let t = try Threshold.read(thresholdFile)
                 guard t.indexID == anchorIndex.id else {
                     throw DataError(file: thresholdFile, "this threshold was calibrated for another index (id \(t.indexID)); \(index) has id \(anchorIndex.id)")
                 }
@@ -86,15 +92,10 @@ struct Score: ParsableCommand {
             let (values, _) = try imageOptions.embed(set, with: embedder, label: "score")
             let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim)
             let scores = try knn.scores(values, k: k)
-            if format == .csv { print("index,name,score" + (limit == nil ? "" : ",verdict")) }
+            if let header = format.header(withVerdict: limit != nil) { print(header) }
             for (i, s) in scores.enumerated() {
                 let name = i < set.names.count ? set.names[i] : ""
-                let verdict = limit.map { s > $0 ? "anomaly" : "normal" }
-                switch format {
-                case .csv: print("\(i),\(name),\(String(format: "%.6f", s))" + (verdict.map { ",\($0)" } ?? ""))
-                case .jsonl:
-                    print(#"{"index": \#(i), "name": "\#(name)", "score": \#(s)"# + (verdict.map { #", "verdict": "\#($0)""# } ?? "") + "}")
-                }
+                print(try format.format(.init(index: i, name: name, score: s, verdict: limit.map { s > $0 ? "anomaly" : "normal" })))
             }
             if let limit { Progress.note("rule: score > \(limit) => anomaly", quiet: imageOptions.quiet) }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
@@ -115,13 +116,19 @@ struct Calibrate: ParsableCommand {
 
     func validate() throws {
         guard fpr >= 0 && fpr < 1 else { throw ValidationError("--fpr must be in [0, 1), got \(fpr)") }
-        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1 (got \(k))") }
     }
 
+    /// Both files are checked before any work, and each is replaced atomically: the threshold file
+    /// first, so a failure leaves the index as it was (the threshold's index id does not change).
     func run() throws {
         do {
+            let inputs = [("the model", model)] + (images.map { [("--images", $0)] } ?? [])
+            let thresholdOutput = try out.map { try OutputFile($0, kind: .thresholdJSON, option: "--out", inputs: inputs + [("--index", index)]) }
+            let indexOutput = try OutputFile(index, kind: .index, option: "--index", inputs: inputs)
             let url = URL(fileURLWithPath: index)
             var anchorIndex = try AnchorIndex(contentsOf: url)
+            try checkAnchors(k: k, skipSelf: images == nil, in: anchorIndex, file: index)
             let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim)
             let scores: [Double]
             let what: String
@@ -132,7 +139,7 @@ struct Calibrate: ParsableCommand {
                 scores = try knn.scores(try imageOptions.embed(set, with: embedder, label: "calibrate").values, k: k)
                 what = images
             } else {
-                let sha = SHA256.hex(try Data(contentsOf: URL(fileURLWithPath: model)))
+                let sha = try FileAction.sha256(of: model)
                 try anchorIndex.check(modelSHA256: sha, file: index)
                 scores = try knn.scores(anchorIndex.embeddings, k: k, skipSelf: true)
                 what = "the index's \(anchorIndex.header.count) anchors, leave-one-out"
@@ -142,12 +149,12 @@ struct Calibrate: ParsableCommand {
             let threshold = Threshold(value: value, targetFPR: fpr, rule: "score > \(value) => anomaly", calibratedOn: what,
                                       normalCount: scores.count, indexID: anchorIndex.id)
             anchorIndex.header.threshold = threshold
-            try anchorIndex.write(to: url)
-            if let out {
+            if let thresholdOutput {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try encoder.encode(threshold).write(to: URL(fileURLWithPath: out))
+                try thresholdOutput.write(encoder.encode(threshold))
             }
+            try indexOutput.write { [anchorIndex] in try anchorIndex.write(to: $0) }
             print("threshold \(value) (k = \(k)): \(above) of \(scores.count) normal images (\(String(format: "%.2f", 100 * Double(above) / Double(scores.count)))%) score above it; target FPR \(fpr)")
             print("rule: \(threshold.rule)")
             print("stored in \(index)" + (out.map { " and \($0)" } ?? ""))
@@ -180,37 +187,93 @@ struct Eval: ParsableCommand {
     }
 
     func validate() throws {
-        _ = try list(anchors, "anchors")
+        let counts = try list(anchors, "anchors")
         _ = try list(batches, "batch")
+        let classes = FashionMNIST.classNames.indices
+        guard classes.contains(normal), classes.contains(anomaly) else {
+            throw ValidationError("--normal and --anomaly are Fashion-MNIST labels \(classes.lowerBound)...\(classes.upperBound - 1) (got \(normal) and \(anomaly))")
+        }
         guard normal != anomaly else { throw ValidationError("--normal and --anomaly must differ") }
-        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        guard fpr >= 0 && fpr < 1 else { throw ValidationError("--fpr must be in [0, 1), got \(fpr)") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1 (got \(k))") }
+        // Every anchor count is scored with k neighbours; the threshold leaves each anchor out of its own.
+        guard let fewest = counts.min(), let most = counts.max(), k <= fewest, k < most else {
+            throw ValidationError("--k \(k) needs at least \(k) anchors in every count and \(k) + 1 in the largest; --anchors is \(anchors)")
+        }
     }
 
     func run() throws {
         do {
             let counts = try list(anchors, "anchors"), sizes = try list(batches, "batch")
+            let reportOutput = try report.map { try OutputFile($0, kind: .html, option: "--report", inputs: [("the model", model)]) }
+            let scoresOutput = try scoresOut.map { path in
+                try OutputFile(path, kind: .npy, option: "--scores-out", inputs: [("the model", model)] + (report.map { [("--report", $0)] } ?? []))
+            }
             let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
             let split = try FashionMNIST.experiment(normal: normal, anomaly: anomaly, from: FashionMNIST.directory(data))
             let evaluation = try Evaluation.run(embedder: embedder, anchors: split.anchors, test: split.test, anchorCounts: counts,
                                                 batches: sizes, k: k, fpr: fpr) { Progress.note($0, quiet: quiet) }
             print("Fashion-MNIST, normal = \(FashionMNIST.classNames[normal]) (\(normal)), anomaly = \(FashionMNIST.classNames[anomaly]) (\(anomaly)); \(split.test.count) test images; k = \(k); threads \(engine.threads)")
             print(evaluation.table(batches: sizes))
-            if let t = evaluation.threshold {
-                let fp = zip(evaluation.scores, evaluation.labels).filter { $0.1 == 0 && $0.0 > t }.count
-                let tp = zip(evaluation.scores, evaluation.labels).filter { $0.1 == 1 && $0.0 > t }.count
-                print(String(format: "threshold %.6g (FPR %.2f on the anchors, leave-one-out): test FPR %.3f, TPR %.3f", t, fpr, Double(fp) / 1000, Double(tp) / 1000))
+            if let t = evaluation.threshold, let rates = evaluation.rates(threshold: t) {
+                print(String(format: "threshold %.6g (FPR %.2f on the anchors, leave-one-out): test FPR %.3f, TPR %.3f", t, fpr, rates.fpr, rates.tpr))
             }
-            if let scoresOut {
-                try Npy.write(Tensor(dataType: .double, dims: [evaluation.scores.count],
-                                     data: evaluation.scores.withUnsafeBufferPointer { Data(buffer: $0) }), to: URL(fileURLWithPath: scoresOut))
+            if let scoresOutput {
+                try scoresOutput.write(Npy.encode(Tensor(dataType: .double, dims: [evaluation.scores.count],
+                                                         data: evaluation.scores.withUnsafeBufferPointer { Data(buffer: $0) })))
             }
-            if let report {
+            if let report, let reportOutput {
                 let page = Report(title: "Kizuki anomaly report: \(FashionMNIST.classNames[normal]) vs \(FashionMNIST.classNames[anomaly])",
                                   modelName: model, evaluation: evaluation, batches: sizes, test: split.test,
                                   notes: ["Time per image = embedding (all test images at that batch size) + k-NN against that many anchors, on \(engine.threads) thread(s)."])
-                try page.html().write(toFile: report, atomically: true, encoding: .utf8)
+                try reportOutput.write(Data(page.html().utf8))
                 print("wrote \(report)")
             }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
+    }
+}
+
+/// Refuses k before any embedding when the index has too few anchors (leave-one-out needs k + 1).
+func checkAnchors(k: Int, skipSelf: Bool, in index: AnchorIndex, file: String) throws {
+    let available = index.header.count - (skipSelf ? 1 : 0)
+    guard k <= available else {
+        throw DataError(file: file, "k = \(k) needs at least \(skipSelf ? "k + 1" : "k") anchors; the index has \(index.header.count)")
+    }
+}
+
+extension Threshold {
+    /// A threshold file written by `calibrate --out`, named in every error.
+    static func read(_ path: String) throws -> Threshold {
+        let t: Threshold
+        do { t = try JSONDecoder().decode(Threshold.self, from: FileAction.contents(of: path, limit: 1 << 20)) } catch let e as FileError { throw e } catch {
+            throw DataError(file: path, "not a threshold file written by `kizuki calibrate --out` (\(decodingProblem(error)))")
+        }
+        guard t.value.isFinite else { throw DataError(file: path, "the threshold \(t.value) is not a finite number") }
+        return t
+    }
+}
+
+/// The gist of a JSON decoding error: which field, and what was wrong, without Swift's debug dump.
+func decodingProblem(_ error: Error) -> String {
+    func at(_ path: [CodingKey]) -> String { path.isEmpty ? "" : " at '" + path.map(\.stringValue).joined(separator: ".") + "'" }
+    switch error as? DecodingError {
+    case .keyNotFound(let key, let c)?: return "field '\(key.stringValue)' missing\(at(c.codingPath))"
+    case .typeMismatch(_, let c)?, .valueNotFound(_, let c)?: return "wrong value\(at(c.codingPath)): \(c.debugDescription)"
+    case .dataCorrupted(let c)?: return "invalid JSON\(at(c.codingPath))"
+    default: return userMessage(for: error)
+    }
+}
+
+extension FileAction {
+    /// sha256 of a file, read in chunks (a model can be large), as Embedder.modelSHA256 gives it.
+    static func sha256(of path: String) throws -> String {
+        if let problem = FileError.diagnose(.read, path: path) { throw FileError(.read, path: path, reason: problem) }
+        return try read(path) {
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            var hash = SHA256()
+            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hash.update(chunk) }
+            return hash.finalize().map { String(format: "%02x", $0) }.joined()
+        }
     }
 }
