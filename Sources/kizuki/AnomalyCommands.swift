@@ -15,7 +15,7 @@ struct Embed: ParsableCommand {
     func run() throws {
         do {
             let output = try OutputFile(out, kind: .npy, option: "--out", inputs: [("the model", model), ("--images", images)])
-            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let embedder = try openEmbedder(model, engine)
             let set = try imageOptions.load(images, for: embedder)
             let (values, dim) = try imageOptions.embed(set, with: embedder, label: "embed")
             try output.write(Npy.encode(Tensor(floats: values, dims: [set.count, dim])))
@@ -41,7 +41,7 @@ struct Index: ParsableCommand {
     func run() throws {
         do {
             let output = try OutputFile(out, kind: .index, option: "--out", inputs: [("the model", model), ("--images", images)])
-            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let embedder = try openEmbedder(model, engine)
             let all = try imageOptions.load(images, for: embedder)
             let chosen = try AnchorIndex.select(count: all.count, n: anchors, seed: seed)
             let (values, dim) = try imageOptions.embed(all.subset(chosen), with: embedder, label: "anchors")
@@ -76,7 +76,8 @@ struct Score: ParsableCommand {
 
     func run() throws {
         do {
-            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            try FileAction.checkInput(index, option: "--index")
+            let embedder = try openEmbedder(model, engine)
             let anchorIndex = try AnchorIndex(contentsOf: URL(fileURLWithPath: index))
             try anchorIndex.check(modelSHA256: embedder.modelSHA256, file: index)
             try checkAnchors(k: k, skipSelf: false, in: anchorIndex, file: index)
@@ -123,6 +124,8 @@ struct Calibrate: ParsableCommand {
     /// first, so a failure leaves the index as it was (the threshold's index id does not change).
     func run() throws {
         do {
+            try FileAction.checkInput(model, option: "the model")
+            try FileAction.checkInput(index, option: "--index")
             let inputs = [("the model", model)] + (images.map { [("--images", $0)] } ?? [])
             let thresholdOutput = try out.map { try OutputFile($0, kind: .thresholdJSON, option: "--out", inputs: inputs + [("--index", index)]) }
             let indexOutput = try OutputFile(index, kind: .index, option: "--index", inputs: inputs)
@@ -133,7 +136,7 @@ struct Calibrate: ParsableCommand {
             let scores: [Double]
             let what: String
             if let images {
-                let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+                let embedder = try openEmbedder(model, engine)
                 try anchorIndex.check(modelSHA256: embedder.modelSHA256, file: index)
                 let set = try imageOptions.load(images, for: embedder)
                 scores = try knn.scores(try imageOptions.embed(set, with: embedder, label: "calibrate").values, k: k)
@@ -179,8 +182,9 @@ struct Eval: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func list(_ s: String, _ name: String) throws -> [Int] {
-        let v = s.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !v.isEmpty, v.count == s.split(separator: ",").count, v.allSatisfy({ $0 > 0 }) else {
+        let parts = s.split(separator: ",", omittingEmptySubsequences: false)
+        let v = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !v.isEmpty, v.count == parts.count, v.allSatisfy({ $0 > 0 }) else {
             throw ValidationError("--\(name) takes positive integers separated by commas, got '\(s)'")
         }
         return v
@@ -209,7 +213,7 @@ struct Eval: ParsableCommand {
             let scoresOutput = try scoresOut.map { path in
                 try OutputFile(path, kind: .npy, option: "--scores-out", inputs: [("the model", model)] + (report.map { [("--report", $0)] } ?? []))
             }
-            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let embedder = try openEmbedder(model, engine)
             let split = try FashionMNIST.experiment(normal: normal, anomaly: anomaly, from: FashionMNIST.directory(data))
             let evaluation = try Evaluation.run(embedder: embedder, anchors: split.anchors, test: split.test, anchorCounts: counts,
                                                 batches: sizes, k: k, fpr: fpr) { Progress.note($0, quiet: quiet) }
@@ -230,50 +234,5 @@ struct Eval: ParsableCommand {
                 print("wrote \(report)")
             }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
-    }
-}
-
-/// Refuses k before any embedding when the index has too few anchors (leave-one-out needs k + 1).
-func checkAnchors(k: Int, skipSelf: Bool, in index: AnchorIndex, file: String) throws {
-    let available = index.header.count - (skipSelf ? 1 : 0)
-    guard k <= available else {
-        throw DataError(file: file, "k = \(k) needs at least \(skipSelf ? "k + 1" : "k") anchors; the index has \(index.header.count)")
-    }
-}
-
-extension Threshold {
-    /// A threshold file written by `calibrate --out`, named in every error.
-    static func read(_ path: String) throws -> Threshold {
-        let t: Threshold
-        do { t = try JSONDecoder().decode(Threshold.self, from: FileAction.contents(of: path, limit: 1 << 20)) } catch let e as FileError { throw e } catch {
-            throw DataError(file: path, "not a threshold file written by `kizuki calibrate --out` (\(decodingProblem(error)))")
-        }
-        guard t.value.isFinite else { throw DataError(file: path, "the threshold \(t.value) is not a finite number") }
-        return t
-    }
-}
-
-/// The gist of a JSON decoding error: which field, and what was wrong, without Swift's debug dump.
-func decodingProblem(_ error: Error) -> String {
-    func at(_ path: [CodingKey]) -> String { path.isEmpty ? "" : " at '" + path.map(\.stringValue).joined(separator: ".") + "'" }
-    switch error as? DecodingError {
-    case .keyNotFound(let key, let c)?: return "field '\(key.stringValue)' missing\(at(c.codingPath))"
-    case .typeMismatch(_, let c)?, .valueNotFound(_, let c)?: return "wrong value\(at(c.codingPath)): \(c.debugDescription)"
-    case .dataCorrupted(let c)?: return "invalid JSON\(at(c.codingPath))"
-    default: return userMessage(for: error)
-    }
-}
-
-extension FileAction {
-    /// sha256 of a file, read in chunks (a model can be large), as Embedder.modelSHA256 gives it.
-    static func sha256(of path: String) throws -> String {
-        if let problem = FileError.diagnose(.read, path: path) { throw FileError(.read, path: path, reason: problem) }
-        return try read(path) {
-            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-            defer { try? handle.close() }
-            var hash = SHA256()
-            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hash.update(chunk) }
-            return hash.finalize().map { String(format: "%02x", $0) }.joined()
-        }
     }
 }

@@ -6,13 +6,16 @@ struct FileError: Error, CustomStringConvertible {
     var action: FileAction
     var path: String
     var reason: String
+    /// What the path was given as, when that helps: "the model", "--images".
+    var role: String?
 
-    var description: String { "cannot \(action.rawValue) \(path): \(reason)" }
+    var description: String { "cannot \(action.rawValue) \(path)\(role.map { " (\($0))" } ?? ""): \(reason)" }
 
-    init(_ action: FileAction, path: String, reason: String) {
+    init(_ action: FileAction, path: String, reason: String, role: String? = nil) {
         self.action = action
         self.path = path
         self.reason = reason
+        self.role = role
     }
 
     /// The reason for `underlying`, preferring what the file system shows now (a missing folder, a file
@@ -130,6 +133,15 @@ enum FileAction: String {
             guard domain == NSCocoaErrorDomain || domain == NSPOSIXErrorDomain else { throw error }
             throw FileError(self, path: path, underlying: error)
         }
+    }
+
+    /// Refuses an input path that cannot be what `option` names, before any reader opens it: missing,
+    /// empty, a folder where a file is needed, or a FIFO or device (which would block or never end).
+    static func checkInput(_ path: String, option: String, folderAllowed: Bool = false) throws {
+        guard !path.isEmpty else { throw FileError(.read, path: "''", reason: "an empty path", role: option) }
+        var isFolder: ObjCBool = false
+        if folderAllowed && FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue { return }
+        if let problem = FileError.diagnose(.read, path: path) { throw FileError(.read, path: path, reason: problem, role: option) }
     }
 
     /// The whole of a regular file of at most `limit` bytes, with the reason named when it cannot be read.

@@ -51,14 +51,23 @@ struct Run: ParsableCommand {
         }
     }
 
+    /// A name on one line: control characters (a newline in an output name) written as \u{..} escapes.
+    static func oneLine(_ name: String) -> String {
+        name.unicodeScalars.map { $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+    }
+
     func run() throws {
         do {
             // Check the folder before running anything.
             if let problem = FileError.diagnose(.createFolder, path: outputDir) { throw FileError(.createFolder, path: outputDir, reason: problem) }
             let pairs = try Run.feeds(inputs)
+            try FileAction.checkInput(model, option: "the model")
             let session = try Session(contentsOf: URL(fileURLWithPath: model), options: engine.sessionOptions)
             var feeds: [String: HostTensor] = [:]
-            for (name, file) in pairs { feeds[name] = try HostTensor(Tensor(file: URL(fileURLWithPath: file))) }
+            for (name, file) in pairs {
+                try FileAction.checkInput(file, option: "--input \(name)")
+                feeds[name] = try HostTensor(Tensor(file: URL(fileURLWithPath: file)))
+            }
             let outputs = try session.run(feeds)
             let dir = URL(fileURLWithPath: outputDir)
             try FileAction.createFolder(outputDir) { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
@@ -67,7 +76,7 @@ struct Run: ParsableCommand {
                 guard let value = outputs[info.name] else { throw EngineError(.invalidModel, "the run produced no value for output '\(info.name)'") }
                 let path = dir.appendingPathComponent(file).path
                 try OutputFile(path, kind: .npy, option: "--output-dir", inputs: readPaths).write(Npy.encode(value.onnxTensor(name: info.name)))
-                print("\(info.name) -> \(path) \(value.shape)")
+                print("\(Run.oneLine(info.name)) -> \(path) \(value.shape)")
             }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
     }

@@ -39,8 +39,9 @@ class CLITestCase: XCTestCase {
     @discardableResult
     func kizuki(_ args: String...) throws -> Result { try kizuki(args) }
 
+    /// Runs kizuki; after `timeout` seconds it is killed (a hang shows as a run ended by a signal).
     @discardableResult
-    func kizuki(_ args: [String]) throws -> Result {
+    func kizuki(_ args: [String], timeout: Double = 900) throws -> Result {
         let p = Process()
         p.executableURL = Self.binary!
         p.arguments = args
@@ -49,6 +50,7 @@ class CLITestCase: XCTestCase {
         p.standardOutput = out
         p.standardError = err
         try p.run()
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { if p.isRunning { p.terminate() } }
         let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         return Result(status: p.terminationStatus, exited: p.terminationReason == .exit,

@@ -63,8 +63,23 @@ final class FileErrorTests: CLITestCase {
         try Data(#"{"value": "high"}"#.utf8).write(to: tmp.appendingPathComponent("bad.json"))
         assertRefused(try kizuki("score", Self.seed, "--index", index, "--images", images, "--threshold-file", path("bad.json"), "--quiet"),
                       "\(path("bad.json")): not a threshold file")
-        assertRefused(try kizuki("calibrate", path("nope.onnx"), "--index", index), "cannot read \(path("nope.onnx")): no such file")
+        assertRefused(try kizuki("calibrate", path("nope.onnx"), "--index", index), "cannot read \(path("nope.onnx")) (the model): no such file")
         assertRefused(try kizuki("conformance", path("none")), "cannot list the folder \(path("none")): no such folder")
+
+        // A FIFO would block a reader for ever; a folder or an empty path is no file.
+        XCTAssertEqual(mkfifo(path("fifo.npy"), 0o600), 0)
+        let fifo = path("fifo.npy")
+        assertRefused(try kizuki(["inspect", fifo], timeout: 60), "cannot read \(fifo) (the model): not a regular file")
+        assertRefused(try kizuki(["embed", Self.seed, "--images", fifo, "--out", path("e.npy")], timeout: 60),
+                      "cannot read \(fifo) (--images): not a regular file")
+        assertRefused(try kizuki(["run", Self.seed, "--input", "input=\(fifo)", "--output-dir", path("o")], timeout: 60),
+                      "cannot read \(fifo) (--input input): not a regular file")
+        assertRefused(try kizuki(["score", Self.seed, "--index", fifo, "--images", images], timeout: 60), "cannot read \(fifo) (--index): not a regular file")
+        assertRefused(try kizuki(["score", Self.seed, "--index", index, "--images", images, "--threshold-file", fifo], timeout: 60),
+                      "cannot read \(fifo): not a regular file")
+        assertRefused(try kizuki("inspect", ""), "cannot read '' (the model): an empty path")
+        assertRefused(try kizuki("embed", Self.seed, "--images", "", "--out", path("e.npy")), "cannot read '' (--images): an empty path")
+        assertRefused(try kizuki("run", tmp.path, "--output-dir", path("o")), "cannot read \(tmp.path) (the model): it is a folder, not a file")
     }
 
     func testOutputsNeverReplaceInputsOrOtherKindsOfFiles() throws {

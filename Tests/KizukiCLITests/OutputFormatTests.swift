@@ -74,9 +74,10 @@ final class OutputFormatTests: CLITestCase {
     }
 
     /// Outputs "a/b" and "a_b" both sanitise to a_b: each gets its own file, the same on every run, and
-    /// the CLI says which file holds which output.
+    /// the CLI says which file holds which output, one line each (a newline in a name is escaped).
     func testRunOutputsWithCollidingNamesKeepTheirOwnFiles() throws {
-        let model = try makeModel(nodes: [("Relu", "x", "a/b"), ("Identity", "x", "a_b"), ("Relu", "a_b", "A_B")], outputs: ["a/b", "a_b", "A_B"])
+        let model = try makeModel(nodes: [("Relu", "x", "a/b"), ("Identity", "x", "a_b"), ("Relu", "a_b", "A_B"), ("Identity", "a_b", "new\nline")],
+                                  outputs: ["a/b", "a_b", "A_B", "new\nline"])
         let x = try writeNpy("x.npy", shape: [1, 4], values: [1, -2, 3, -4])
         for attempt in 0..<2 {
             let r = try kizuki("run", model, "--input", "x=\(x)", "--output-dir", path("out"))
@@ -85,7 +86,8 @@ final class OutputFormatTests: CLITestCase {
                 let parts = line.components(separatedBy: " -> ")
                 return (parts[0], String(parts[1].split(separator: " ")[0]))
             })
-            XCTAssertEqual(mapping, ["a/b": path("out/a_b.npy"), "a_b": path("out/a_b-2.npy"), "A_B": path("out/A_B-3.npy")], "run \(attempt)")
+            XCTAssertEqual(mapping, ["a/b": path("out/a_b.npy"), "a_b": path("out/a_b-2.npy"), "A_B": path("out/A_B-3.npy"),
+                                     "new\\u{a}line": path("out/new_line.npy")], "run \(attempt)")
             func floats(_ file: String) throws -> [Float] {
                 let data = try Data(contentsOf: URL(fileURLWithPath: file))
                 return data.suffix(16).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
