@@ -33,6 +33,7 @@ struct OutputFile {
     /// with how to name it: [("the model", model), ("--images", images)].
     init(_ path: String, kind: Kind, option: String, inputs: [(role: String, path: String)] = []) throws {
         guard !path.isEmpty else { throw FileError(.write, path: "''", reason: "\(option) needs a file name") }
+        guard !path.hasSuffix("/") else { throw FileError(.write, path: path, reason: "\(option) names a folder (it ends with '/'); give a file name") }
         self.path = path
         self.kind = kind
         if let problem = FileError.diagnose(.write, path: path) { throw FileError(.write, path: path, reason: problem) }

@@ -28,6 +28,8 @@ final class FileErrorTests: CLITestCase {
                       "cannot write \(missing): folder \(path("no")) does not exist")
         assertRefused(try kizuki("embed", Self.seed, "--images", images, "--out", tmp.path, "--quiet"),
                       "cannot write \(tmp.path): it is a folder")
+        assertRefused(try kizuki("embed", Self.seed, "--images", images, "--out", tmp.path + "/new/", "--quiet"),
+                      "cannot write \(tmp.path)/new/: --out names a folder")
         try Data("x".utf8).write(to: tmp.appendingPathComponent("plain"))
         assertRefused(try kizuki("embed", Self.seed, "--images", images, "--out", path("plain/e.npy"), "--quiet"),
                       "cannot write \(path("plain/e.npy")): \(path("plain")) is a file, not a folder")
