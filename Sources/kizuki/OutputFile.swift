@@ -19,7 +19,8 @@ struct OutputFile {
             switch self {
             case .npy: return head.starts(with: [0x93] + Array("NUMPY".utf8))
             case .index: return head.starts(with: Data("KZI".utf8))
-            case .thresholdJSON: return head.first(where: { !" \t\r\n".utf8.contains($0) }) == UInt8(ascii: "{")
+            // calibrate writes sorted keys, so its files open with "calibratedOn".
+            case .thresholdJSON: return String(decoding: head, as: UTF8.self).filter { !$0.isWhitespace }.hasPrefix(#"{"calibratedOn""#)
             case .html: return String(decoding: head.prefix(64), as: UTF8.self).lowercased()
                 .trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("<!doctype html")
             }

@@ -110,7 +110,12 @@ final class FileErrorTests: CLITestCase {
         XCTAssertTrue(rebuilt.out.contains("4 anchors"), rebuilt.out)
         let indexBytes = try Data(contentsOf: URL(fileURLWithPath: index))
         assertRefused(try kizuki("calibrate", model, "--index", index, "--out", index), "same file as --index")
+        try Data(#"{"name": "settings"}"#.utf8).write(to: URL(fileURLWithPath: path("settings.json")))
+        assertRefused(try kizuki("calibrate", model, "--index", index, "--out", path("settings.json")), "not a threshold JSON file")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: index)), indexBytes)
+        XCTAssertEqual(try kizuki("calibrate", model, "--index", index, "--out", path("t.json")).status, 0)
+        let replaced = try kizuki("calibrate", model, "--index", index, "--out", path("t.json"), "--fpr", "0.2")
+        XCTAssertEqual(replaced.status, 0, "a threshold file is replaced by one: \(replaced.err)")
         assertRefused(try kizuki("eval", model, "--report", path("r"), "--scores-out", path("r"), "--quiet"), "same file as --report")
         assertRefused(try kizuki("embed", model, "--images", images, "--out", "/dev/null", "--quiet"), "not a regular file")
     }
