@@ -48,8 +48,8 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO", "CBLAS"]),
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "Engine", "OnnxIO"]),
         .testTarget(name: "ConformanceTests", dependencies: ["Engine", "OnnxIO"]),
-        // Runs the built `kizuki` binary; depends on it so `swift build` makes it first.
-        .testTarget(name: "KizukiCLITests", dependencies: ["kizuki"]),
+        // Runs the built `kizuki` binary; depends on it so `swift build` makes it first (Anomaly: PNG fixtures).
+        .testTarget(name: "KizukiCLITests", dependencies: ["kizuki", "Anomaly"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -25,7 +25,10 @@ public struct Threshold: Codable, Equatable {
     /// Reads a threshold file written by `kizuki calibrate --out` and checks it belongs to `index`.
     /// Every failure names the file and what is wrong with it (not a raw DecodingError).
     public static func load(from url: URL, for index: AnchorIndex) throws -> Threshold {
-        let data = try RegularFile(path: url.path, what: "threshold").readAll()
+        let file = try RegularFile(path: url.path, what: "threshold")
+        // calibrate writes a few hundred bytes; anything far larger is not one of its files.
+        guard file.size <= 1 << 20 else { throw DataError(file: url.path, "is \(file.size) bytes, not a threshold file from `kizuki calibrate --out`") }
+        let data = try file.readAll()
         let threshold: Threshold
         do { threshold = try JSONDecoder().decode(Threshold.self, from: data) } catch let error as DecodingError {
             throw DataError(file: url.path, "not a threshold file from `kizuki calibrate --out`: \(describe(error))")

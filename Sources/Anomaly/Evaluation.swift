@@ -71,6 +71,23 @@ public struct Evaluation {
         return Evaluation(rows: rows, scores: finalScores, labels: test.labels, threshold: threshold, k: k)
     }
 
+    /// False- and true-positive rates of the rule score > threshold on the test images: anomalies above
+    /// it over the anomaly count, normal images above it over the normal count. Nil without both classes.
+    public func rates(threshold: Double) -> (fpr: Double, tpr: Double)? {
+        var normal = 0, anomalous = 0, falsePositives = 0, truePositives = 0
+        for (score, label) in zip(scores, labels) {
+            if label == 1 {
+                anomalous += 1
+                if score > threshold { truePositives += 1 }
+            } else {
+                normal += 1
+                if score > threshold { falsePositives += 1 }
+            }
+        }
+        guard normal > 0, anomalous > 0 else { return nil }
+        return (Double(falsePositives) / Double(normal), Double(truePositives) / Double(anomalous))
+    }
+
     public func table(batches: [Int]) -> String {
         var lines = ["anchors      AUC" + batches.map { String(format: "  ms/img@b%-4d", $0) }.joined()]
         for r in rows {

@@ -56,10 +56,11 @@ public struct NearestNeighbors {
     /// For each query row: the mean distance to its `k` nearest anchors (k = 1: the nearest).
     /// With `skipSelf`, each query is one of the anchors and its own (zero) distance is left out.
     public func scores(_ queries: [Float], k: Int = 1, skipSelf: Bool = false) throws -> [Double] {
-        let needed = k + (skipSelf ? 1 : 0)
-        guard k >= 1, needed <= count else {
-            throw DataError(file: "", "k = \(k) needs at least \(needed) anchors; the index has \(count)")
+        // Compared without computing k + 1, which overflows for k = Int.max.
+        guard k >= 1, k <= count - (skipSelf ? 1 : 0) else {
+            throw DataError(file: "", "k = \(k) needs at least \(skipSelf ? "k + 1" : "k") anchors; the index has \(count)")
         }
+        let needed = k + (skipSelf ? 1 : 0)
         guard queries.count % dim == 0 else {
             throw DataError(file: "", "query embeddings have \(queries.count) values, not rows of \(dim) (index dimension)")
         }

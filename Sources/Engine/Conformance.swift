@@ -60,14 +60,19 @@ public enum Conformance {
             do {
                 let inputs = try numbered("input", in: dir)
                 let expected = try numbered("output", in: dir)
+                // A case that checks nothing must not pass, and every graph output must be checked.
+                guard !expected.isEmpty else { return .fail("\(set): no expected outputs (output_0.pb missing)") }
+                guard expected.count == session.outputs.count else {
+                    return .fail("\(set): \(expected.count) expected outputs for the graph's \(session.outputs.count) outputs")
+                }
                 var feeds: [String: HostTensor] = [:]
                 let names = session.inputs.map(\.name)
                 guard inputs.count <= names.count else { return .fail("\(set): \(inputs.count) inputs for \(names.count) graph inputs") }
                 for (i, t) in inputs.enumerated() { feeds[names[i]] = try HostTensor(t) }
                 let outputs = try session.run(feeds)
                 for (i, want) in expected.enumerated() {
-                    guard i < session.outputs.count, let got = outputs[session.outputs[i].name] else {
-                        return .fail("\(set): output \(i) missing")
+                    guard let got = outputs[session.outputs[i].name] else {
+                        return .fail("\(set): output \(i) ('\(session.outputs[i].name)') missing from the run")
                     }
                     switch compare(got, try HostTensor(want), tolerance) {
                     case .success(let e): worst = max(worst, e)
@@ -83,16 +88,31 @@ public enum Conformance {
         return .ok(maxAbsError: worst)
     }
 
+    /// prefix_0.pb, prefix_1.pb, ... in order; a numbered file after a gap (input_0, input_2) is an error,
+    /// not silently left out.
     static func numbered(_ prefix: String, in dir: URL) throws -> [Tensor] {
         var out: [Tensor] = []
         while true {
             let url = dir.appendingPathComponent("\(prefix)_\(out.count).pb")
-            guard FileManager.default.fileExists(atPath: url.path) else { return out }
+            guard FileManager.default.fileExists(atPath: url.path) else { break }
             out.append(try Tensor(protobufFile: url))
         }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        let stray = files.filter { name in
+            guard name.hasPrefix(prefix + "_"), name.hasSuffix(".pb"),
+                  let n = Int(name.dropFirst(prefix.count + 1).dropLast(3)) else { return false }
+            return n >= out.count
+        }
+        if let first = stray.sorted().first {
+            throw Mismatch(message: "\(first) follows a gap: \(prefix)_\(out.count).pb is missing")
+        }
+        return out
     }
 
-    struct Mismatch: Error { let message: String }
+    struct Mismatch: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
 
     /// Max absolute error when every element is within atol + rtol·|expected| (NaN matches NaN).
     static func compare(_ got: HostTensor, _ want: HostTensor, _ tol: Tolerance) -> Result<Double, Mismatch> {

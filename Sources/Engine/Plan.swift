@@ -31,7 +31,8 @@ final class Plan {
     var valueKeys: [String: Data] = [:]
 
     init(session: Session, feeds: [String: HostTensor]) throws {
-        threads = max(1, session.options.threads)
+        // More threads than the pool has cannot run at once; clamping here also keeps per-thread scratch sizes sane.
+        threads = min(max(1, session.options.threads), ThreadPool.shared.workerCount + 1)
         checkFinite = session.options.checkFinite
         profile = session.options.profile
 

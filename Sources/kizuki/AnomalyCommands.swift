@@ -14,10 +14,11 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         do {
-            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let output = try OutputFile(out, kind: .npy, option: "--out", inputs: [("the model", model), ("--images", images)])
+            let embedder = try openEmbedder(model, engine)
             let set = try imageOptions.load(images, for: embedder)
             let (values, dim) = try imageOptions.embed(set, with: embedder, label: "embed")
-            try Npy.write(Tensor(floats: values, dims: [set.count, dim]), to: URL(fileURLWithPath: out))
+            try output.write(Npy.encode(Tensor(floats: values, dims: [set.count, dim])))
             print("wrote \(set.count) x \(dim) embeddings to \(out)")
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
     }
@@ -33,9 +34,14 @@ struct Index: ParsableCommand {
     @OptionGroup var imageOptions: ImageOptions
     @OptionGroup var engine: EngineOptions
 
+    func validate() throws {
+        if let anchors, anchors < 1 { throw ValidationError("--anchors must be at least 1 (got \(anchors))") }
+    }
+
     func run() throws {
         do {
-            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let output = try OutputFile(out, kind: .index, option: "--out", inputs: [("the model", model), ("--images", images)])
+            let embedder = try openEmbedder(model, engine)
             let all = try imageOptions.load(images, for: embedder)
             let chosen = try AnchorIndex.select(count: all.count, n: anchors, seed: seed)
             let (values, dim) = try imageOptions.embed(all.subset(chosen), with: embedder, label: "anchors")
@@ -44,7 +50,7 @@ struct Index: ParsableCommand {
                                                   preprocessing: AnchorIndex.preprocessing, source: images, selection: selection,
                                                   threshold: nil),
                                     embeddings: values)
-            try index.write(to: URL(fileURLWithPath: out))
+            try output.write { try index.write(to: $0) }
             print("wrote \(out): \(chosen.count) anchors x \(dim), \(selection), model sha256 \(embedder.modelSHA256.prefix(12))…")
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
     }
@@ -58,21 +64,22 @@ struct Score: ParsableCommand {
     @Option(help: "Mean distance to the k nearest anchors (1 = the reference).") var k = 1
     @Option(help: "Threshold: score > T is an anomaly (default: the index's calibrated threshold).") var threshold: Double?
     @Option(help: "A threshold file written by `kizuki calibrate --out`.") var thresholdFile: String?
-    @Option(help: "csv or jsonl.") var format: OutputFormat = .csv
+    @Option(help: "csv (RFC 4180) or jsonl.") var format: ScoreFormat = .csv
     @OptionGroup var imageOptions: ImageOptions
     @OptionGroup var engine: EngineOptions
 
-    enum OutputFormat: String, ExpressibleByArgument { case csv, jsonl }
-
     func validate() throws {
-        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1 (got \(k))") }
+        if let threshold, !threshold.isFinite { throw ValidationError("--threshold must be a finite number (got \(threshold))") }
         if threshold != nil && thresholdFile != nil { throw ValidationError("give --threshold or --threshold-file, not both") }
     }
 
     func run() throws {
         do {
-            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            try FileAction.checkInput(index, option: "--index")
+            let embedder = try openEmbedder(model, engine)
             let anchorIndex = try AnchorIndex.load(from: URL(fileURLWithPath: index), for: embedder)
+            try checkAnchors(k: k, skipSelf: false, in: anchorIndex, file: index)
             var limit = threshold ?? anchorIndex.header.threshold?.value
             if let thresholdFile {
                 limit = try Threshold.load(from: URL(fileURLWithPath: thresholdFile), for: anchorIndex).value
@@ -81,15 +88,10 @@ struct Score: ParsableCommand {
             let (values, _) = try imageOptions.embed(set, with: embedder, label: "score")
             let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim, threads: engine.threads)
             let scores = try knn.scores(values, k: k)
-            if format == .csv { print("index,name,score" + (limit == nil ? "" : ",verdict")) }
+            if let header = format.header(withVerdict: limit != nil) { print(header) }
             for (i, s) in scores.enumerated() {
                 let name = i < set.names.count ? set.names[i] : ""
-                let verdict = limit.map { s > $0 ? "anomaly" : "normal" }
-                switch format {
-                case .csv: print("\(i),\(name),\(String(format: "%.6f", s))" + (verdict.map { ",\($0)" } ?? ""))
-                case .jsonl:
-                    print(#"{"index": \#(i), "name": "\#(name)", "score": \#(s)"# + (verdict.map { #", "verdict": "\#($0)""# } ?? "") + "}")
-                }
+                print(try format.format(.init(index: i, name: name, score: s, verdict: limit.map { s > $0 ? "anomaly" : "normal" })))
             }
             if let limit { Progress.note("rule: score > \(limit) => anomaly", quiet: imageOptions.quiet) }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
@@ -110,14 +112,22 @@ struct Calibrate: ParsableCommand {
 
     func validate() throws {
         guard fpr >= 0 && fpr < 1 else { throw ValidationError("--fpr must be in [0, 1), got \(fpr)") }
-        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1 (got \(k))") }
     }
 
+    /// Both files are checked before any work, and each is replaced atomically: the threshold file
+    /// first, so a failure leaves the index as it was (the threshold's index id does not change).
     func run() throws {
         do {
+            try FileAction.checkInput(model, option: "the model")
+            try FileAction.checkInput(index, option: "--index")
+            let inputs = [("the model", model)] + (images.map { [("--images", $0)] } ?? [])
+            let thresholdOutput = try out.map { try OutputFile($0, kind: .thresholdJSON, option: "--out", inputs: inputs + [("--index", index)]) }
+            let indexOutput = try OutputFile(index, kind: .index, option: "--index", inputs: inputs)
             let url = URL(fileURLWithPath: index)
-            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let embedder = try openEmbedder(model, engine)
             var anchorIndex = try AnchorIndex.load(from: url, for: embedder)
+            try checkAnchors(k: k, skipSelf: images == nil, in: anchorIndex, file: index)
             let knn = try NearestNeighbors(anchors: anchorIndex.embeddings, dim: anchorIndex.header.dim, threads: engine.threads)
             let scores: [Double]
             let what: String
@@ -134,12 +144,12 @@ struct Calibrate: ParsableCommand {
             let threshold = Threshold(value: value, targetFPR: fpr, rule: "score > \(value) => anomaly", calibratedOn: what,
                                       normalCount: scores.count, indexID: anchorIndex.id)
             anchorIndex.header.threshold = threshold
-            try anchorIndex.write(to: url)
-            if let out {
+            if let thresholdOutput {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try encoder.encode(threshold).write(to: URL(fileURLWithPath: out))
+                try thresholdOutput.write(encoder.encode(threshold))
             }
+            try indexOutput.write { [anchorIndex] in try anchorIndex.write(to: $0) }
             print("threshold \(value) (k = \(k)): \(above) of \(scores.count) normal images (\(String(format: "%.2f", 100 * Double(above) / Double(scores.count)))%) score above it; target FPR \(fpr)")
             print("rule: \(threshold.rule)")
             print("stored in \(index)" + (out.map { " and \($0)" } ?? ""))
@@ -164,43 +174,55 @@ struct Eval: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func list(_ s: String, _ name: String) throws -> [Int] {
-        let v = s.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !v.isEmpty, v.count == s.split(separator: ",").count, v.allSatisfy({ $0 > 0 }) else {
+        let parts = s.split(separator: ",", omittingEmptySubsequences: false)
+        let v = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !v.isEmpty, v.count == parts.count, v.allSatisfy({ $0 > 0 }) else {
             throw ValidationError("--\(name) takes positive integers separated by commas, got '\(s)'")
         }
         return v
     }
 
     func validate() throws {
-        _ = try list(anchors, "anchors")
+        let counts = try list(anchors, "anchors")
         _ = try list(batches, "batch")
+        let classes = FashionMNIST.classNames.indices
+        guard classes.contains(normal), classes.contains(anomaly) else {
+            throw ValidationError("--normal and --anomaly are Fashion-MNIST labels \(classes.lowerBound)...\(classes.upperBound - 1) (got \(normal) and \(anomaly))")
+        }
         guard normal != anomaly else { throw ValidationError("--normal and --anomaly must differ") }
-        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        guard fpr >= 0 && fpr < 1 else { throw ValidationError("--fpr must be in [0, 1), got \(fpr)") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1 (got \(k))") }
+        // Every anchor count is scored with k neighbours; the threshold leaves each anchor out of its own.
+        guard let fewest = counts.min(), let most = counts.max(), k <= fewest, k < most else {
+            throw ValidationError("--k \(k) needs at least \(k) anchors in every count and \(k) + 1 in the largest; --anchors is \(anchors)")
+        }
     }
 
     func run() throws {
         do {
             let counts = try list(anchors, "anchors"), sizes = try list(batches, "batch")
-            let embedder = try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
+            let reportOutput = try report.map { try OutputFile($0, kind: .html, option: "--report", inputs: [("the model", model)]) }
+            let scoresOutput = try scoresOut.map { path in
+                try OutputFile(path, kind: .npy, option: "--scores-out", inputs: [("the model", model)] + (report.map { [("--report", $0)] } ?? []))
+            }
+            let embedder = try openEmbedder(model, engine)
             let split = try FashionMNIST.experiment(normal: normal, anomaly: anomaly, from: FashionMNIST.directory(data))
             let evaluation = try Evaluation.run(embedder: embedder, anchors: split.anchors, test: split.test, anchorCounts: counts,
                                                 batches: sizes, k: k, fpr: fpr) { Progress.note($0, quiet: quiet) }
             print("Fashion-MNIST, normal = \(FashionMNIST.classNames[normal]) (\(normal)), anomaly = \(FashionMNIST.classNames[anomaly]) (\(anomaly)); \(split.test.count) test images; k = \(k); threads \(engine.threads)")
             print(evaluation.table(batches: sizes))
-            if let t = evaluation.threshold {
-                let fp = zip(evaluation.scores, evaluation.labels).filter { $0.1 == 0 && $0.0 > t }.count
-                let tp = zip(evaluation.scores, evaluation.labels).filter { $0.1 == 1 && $0.0 > t }.count
-                print(String(format: "threshold %.6g (FPR %.2f on the anchors, leave-one-out): test FPR %.3f, TPR %.3f", t, fpr, Double(fp) / 1000, Double(tp) / 1000))
+            if let t = evaluation.threshold, let rates = evaluation.rates(threshold: t) {
+                print(String(format: "threshold %.6g (FPR %.2f on the anchors, leave-one-out): test FPR %.3f, TPR %.3f", t, fpr, rates.fpr, rates.tpr))
             }
-            if let scoresOut {
-                try Npy.write(Tensor(dataType: .double, dims: [evaluation.scores.count],
-                                     data: evaluation.scores.withUnsafeBufferPointer { Data(buffer: $0) }), to: URL(fileURLWithPath: scoresOut))
+            if let scoresOutput {
+                try scoresOutput.write(Npy.encode(Tensor(dataType: .double, dims: [evaluation.scores.count],
+                                                         data: evaluation.scores.withUnsafeBufferPointer { Data(buffer: $0) })))
             }
-            if let report {
+            if let report, let reportOutput {
                 let page = Report(title: "Kizuki anomaly report: \(FashionMNIST.classNames[normal]) vs \(FashionMNIST.classNames[anomaly])",
                                   modelName: model, evaluation: evaluation, batches: sizes, test: split.test,
                                   notes: ["Time per image = embedding (all test images at that batch size) + k-NN against that many anchors, on \(engine.threads) thread(s)."])
-                try page.html().write(toFile: report, atomically: true, encoding: .utf8)
+                try reportOutput.write(Data(page.html().utf8))
                 print("wrote \(report)")
             }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }

@@ -16,9 +16,23 @@ struct Conformance: ParsableCommand {
     @Option(help: "Absolute tolerance.") var atol = 1e-5
     @Option(help: "Threads per case.") var threads = 1
 
+    func validate() throws {
+        guard rtol.isFinite, rtol >= 0, atol.isFinite, atol >= 0 else {
+            throw ValidationError("--rtol and --atol must be finite and not negative (got \(rtol), \(atol))")
+        }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+        if let filter, (try? NSRegularExpression(pattern: filter)) == nil {
+            throw ValidationError("--filter '\(filter)' is not a valid regular expression")
+        }
+    }
+
     func run() throws {
-        let cases = try Engine.Conformance.cases(in: URL(fileURLWithPath: directory), matching: filter)
-        guard !cases.isEmpty else { throw ValidationError("no test cases under \(directory)" + (filter.map { " matching '\($0)'" } ?? "")) }
+        if let problem = FileError.diagnose(.list, path: directory) { throw fail(FileError(.list, path: directory, reason: problem)) }
+        let cases: [URL]
+        do { cases = try Engine.Conformance.cases(in: URL(fileURLWithPath: directory), matching: filter) } catch { throw fail(error) }
+        guard !cases.isEmpty else {
+            throw fail(FileError(.list, path: directory, reason: "no test cases (folders with a model.onnx)" + (filter.map { " matching '\($0)'" } ?? "")))
+        }
         var ok = 0, failed = 0, unsupported = 0
         for folder in cases {
             let name = folder.lastPathComponent

@@ -19,13 +19,20 @@ struct ImageOptions: ParsableArguments {
     }
 
     func load(_ source: String, for embedder: Embedder) throws -> ImageSet {
-        try ImageSource(parsing: source).load(dataDirectory: data, height: embedder.height, width: embedder.width, resize: resize)
+        if !source.hasPrefix("fmnist:") { try FileAction.checkInput(source, option: "--images", folderAllowed: true) }
+        return try ImageSource(parsing: source).load(dataDirectory: data, height: embedder.height, width: embedder.width, resize: resize)
     }
 
     func embed(_ images: ImageSet, with embedder: Embedder, label: String) throws -> (values: [Float], dim: Int) {
         let progress = Progress(label, quiet: quiet)
         return try embedder.embed(images, batchSize: batch) { progress.update($0, $1) }
     }
+}
+
+/// The embedding model of embed, index, score, calibrate and eval, its path checked first.
+func openEmbedder(_ model: String, _ engine: EngineOptions) throws -> Embedder {
+    try FileAction.checkInput(model, option: "the model")
+    return try Embedder(modelFile: URL(fileURLWithPath: model), options: engine.sessionOptions)
 }
 
 extension ImageSet.ResizeMode: ExpressibleByArgument {}

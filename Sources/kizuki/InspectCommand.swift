@@ -12,7 +12,10 @@ struct Inspect: ParsableCommand {
     func run() throws {
         let url = URL(fileURLWithPath: model)
         let summary: ModelSummary
-        do { summary = ModelSummary(model: try Model(contentsOf: url), file: model) } catch { throw fail(error) }
+        do {
+            try FileAction.checkInput(model, option: "the model")
+            summary = ModelSummary(model: try Model(contentsOf: url), file: model)
+        } catch { throw fail(error) }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

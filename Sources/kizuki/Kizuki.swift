@@ -30,6 +30,6 @@ struct Kizuki: ParsableCommand {
 
 /// Prints an error the way every subcommand does: one line naming what failed, exit 1.
 func fail(_ error: Error) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    FileHandle.standardError.write(Data("error: \(userMessage(for: error))\n".utf8))
     return ExitCode.failure
 }

@@ -75,3 +75,21 @@ final class ReportTests: XCTestCase {
         try? FileManager.default.copyItem(at: shot, to: keep)
     }
 }
+
+final class EvaluationRatesTests: XCTestCase {
+    /// 3 normal and 5 anomalous images: each rate is over its own class's count.
+    func testRatesAreOverTheLabelCounts() throws {
+        let evaluation = Evaluation(rows: [], scores: [0.1, 0.9, 0.2, 0.8, 0.7, 0.3, 0.6, 0.05],
+                                    labels: [0, 1, 0, 1, 1, 1, 1, 0], threshold: 0.25, k: 1)
+        let rates = try XCTUnwrap(evaluation.rates(threshold: 0.25))
+        XCTAssertEqual(rates.fpr, 0.0)  // normal scores 0.1, 0.2, 0.05: none above
+        XCTAssertEqual(rates.tpr, 1.0)  // anomalies 0.9, 0.8, 0.7, 0.3, 0.6: all five above
+        let tighter = try XCTUnwrap(evaluation.rates(threshold: 0.15))
+        XCTAssertEqual(tighter.fpr, 1.0 / 3.0)  // 0.2 of three normal images
+        XCTAssertEqual(tighter.tpr, 1.0)
+        let loose = try XCTUnwrap(evaluation.rates(threshold: 0.75))
+        XCTAssertEqual(loose.fpr, 0)
+        XCTAssertEqual(loose.tpr, 2.0 / 5.0)  // 0.9, 0.8
+        XCTAssertNil(Evaluation(rows: [], scores: [1, 2], labels: [1, 1], threshold: nil, k: 1).rates(threshold: 0))
+    }
+}

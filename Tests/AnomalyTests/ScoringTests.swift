@@ -53,6 +53,8 @@ final class NearestNeighborTests: XCTestCase {
             XCTAssertEqual(s, direct(Array(anchors[i * dim..<(i + 1) * dim]), others, dim: dim, k: 1)[0], accuracy: 1e-9)
         }
         XCTAssertThrowsError(try knn.scores(anchors, k: 41)) { XCTAssertTrue("\($0)".contains("k = 41"), "\($0)") }
+        XCTAssertThrowsError(try knn.scores(anchors, k: 40, skipSelf: true)) { XCTAssertTrue("\($0)".contains("k = 40"), "\($0)") }
+        XCTAssertThrowsError(try knn.scores(anchors, k: Int.max, skipSelf: true)) { XCTAssertTrue("\($0)".contains("k = \(Int.max)"), "\($0)") }
         var bad = anchors
         bad[5] = .nan
         XCTAssertThrowsError(try NearestNeighbors(anchors: bad, dim: dim)) { XCTAssertTrue("\($0)".contains("nan"), "\($0)") }
