@@ -18,12 +18,15 @@ struct Drive: ParsableCommand {
     @Option(help: "Where each trial's model is written before it runs.") var current: String
 
     func run() throws {
+        // Never outlive the supervisor: a trial may block for ever (prctl's death signal is not callable from Swift).
+        let parent = getppid()
+        Thread.detachNewThread { while getppid() == parent { sleep(1) }; _exit(2) }
         let trials = try ModelTrials(corpus: URL(fileURLWithPath: corpus), conformance: conformance.map(URL.init(fileURLWithPath:)),
                                      allowList: allowList.map(URL.init(fileURLWithPath:)), shippedModel: shippedModel.map(URL.init(fileURLWithPath:)))
         let currentURL = URL(fileURLWithPath: current)
         emit("ready \(trials.seeds.count) seeds")
         var n = first
-        while n < first &+ count, Date().timeIntervalSince1970 < until {
+        while n - first < count, Date().timeIntervalSince1970 < until {
             var rng = TrialRandom(seed: seed, kind: .model, trial: n)
             emit("G \(n)")  // a crash before B is in making the input (the model encoder)
             let (bytes, seedModel) = trials.input(trial: n, &rng)

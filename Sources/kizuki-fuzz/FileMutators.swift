@@ -88,10 +88,12 @@ enum FileMutators {
         var bytes = [UInt8](data)
         let rank = Int(bytes[3])
         switch rng.below(4) {
-        case 0, 1:
-            let at = 4 + 4 * rng.below(max(rank, 1))
-            let value = UInt32(truncatingIfNeeded: rng.chance(0.7) ? rng.interestingInt() : Int64(rng.int(in: 0...64)))
-            for k in 0..<4 where at + k < bytes.count { bytes[at + k] = UInt8(truncatingIfNeeded: value >> UInt32(8 * (3 - k))) }
+        case 0, 1:  // one to three dims: two huge ones make a product that overflows Int
+            for _ in 0..<rng.int(in: 1...3) {
+                let at = 4 + 4 * rng.below(max(rank, 1))
+                let value = UInt32(truncatingIfNeeded: rng.chance(0.7) ? rng.interestingInt() : Int64(rng.int(in: 0...64)))
+                for k in 0..<4 where at + k < bytes.count { bytes[at + k] = UInt8(truncatingIfNeeded: value >> UInt32(8 * (3 - k))) }
+            }
         case 2: bytes[rng.chance(0.7) ? 3 : 2] = UInt8(truncatingIfNeeded: rng.pick([0, 1, 2, 3, 4, 5, 0x08, 0x09, 0x0D, 255]))
         default: bytes = Array(bytes.prefix(rng.below(bytes.count + 1))) + (rng.chance(0.5) ? [] : [UInt8](repeating: 7, count: rng.int(in: 1...900)))
         }

@@ -44,7 +44,7 @@ final class Findings {
         let failure: Failure
         let what: String
         switch status {
-        case .hung: (failure, what) = (.hang, "no progress, killed")
+        case .hung(let rss): (failure, what) = (.hang, "no progress for the timeout, killed at \(rss >> 20) MiB resident")
         case .memoryBlowUp(let peak): (failure, what) = (.memory, "resident memory \(peak >> 20) MiB passed the cap, killed")
         case .signaled(let signal): (failure, what) = (.crash, "killed by signal \(signal) (\(String(cString: strsignal(signal))))")
         case .exited(let code): (failure, what) = (.crash, "exit code \(code)")
@@ -78,31 +78,33 @@ final class Findings {
             return String(fatal[fatal.range(of: "Fatal error")!.lowerBound...])
         }
         if let failure = lines.first(where: { $0.hasPrefix("*** Swift runtime failure") || $0.hasPrefix("*** Program crashed") }) {
+            // Without the address, so the same fault at another address groups with it.
             return failure.trimmingCharacters(in: CharacterSet(charactersIn: "* "))
+                .replacingOccurrences(of: #" at 0x[0-9a-f]+"#, with: "", options: .regularExpression)
         }
         return lines.last ?? ""
     }
 
-    /// The cause, for grouping: the innermost frame of Kizuki's own code in Swift's backtrace with
-    /// the runtime's fatal error message, else the message alone, else the kind of failure.
+    /// The cause, for grouping: the innermost frame of Kizuki's own code in Swift's backtrace
+    /// (for a hang or blow-up, the child was sent SIGQUIT first so there is one), else the innermost
+    /// frame, with the runtime's message for a crash.
     static func signature(_ log: String, status: Spawn.Status) -> String {
         let lines = log.split(separator: "\n").map(String.init)
-        let reason = message(log)
-        let fatal: String? = reason.isEmpty || reason.hasPrefix("Backtrace took") ? nil : reason
-        let ownFrame = lines.first { line in ["OnnxIO/", "Engine/", "Anomaly/", "kizuki/", "kizuki-fuzz/"].contains { line.contains("/Sources/" + $0) } }
-        if let frame = ownFrame {
+        let frames = lines.filter { $0.range(of: #"^\s*\d+ .*0x[0-9a-f]+ "#, options: .regularExpression) != nil }
+        let own = frames.first { line in ["OnnxIO/", "Engine/", "Anomaly/", "kizuki/", "kizuki-fuzz/"].contains { line.contains("/Sources/" + $0) } }
+        var place = ""
+        if let frame = own ?? frames.first {
             // "3 [ra] 0x… Engine.TensorStorage.init(byteCount:) + 60 in kizuki at /…/Sources/Engine/HostTensor.swift:11:19"
-            let afterAddress = frame.split(separator: " ").drop { !$0.hasPrefix("0x") }.dropFirst()
-            let symbol = afterAddress.prefix { $0 != "+" }.joined(separator: " ")
-            let place = frame.range(of: "/Sources/").map { String(frame[$0.upperBound...]) } ?? ""
-            return "\(symbol) (\(place))" + (fatal.map { ": \($0)" } ?? "")
+            let symbol = frame.split(separator: " ").drop { !$0.hasPrefix("0x") }.dropFirst().prefix { $0 != "+" }.joined(separator: " ")
+            let file = frame.range(of: "/Sources/").map { " (\(frame[$0.upperBound...]))" }
+                ?? frame.range(of: " in ").map { " (\(frame[$0.upperBound...].split(separator: " ").first ?? ""))" } ?? ""
+            place = symbol + file
         }
-        if let fatal { return fatal }
         switch status {
-        case .hung: return "hang"
-        case .memoryBlowUp: return "memory blow-up"
-        case .signaled(let s): return "signal \(s)"
-        case .exited(let c): return "exit \(c)"
+        case .hung: return "hang" + (place.isEmpty ? "" : " in \(place)")
+        case .memoryBlowUp: return "memory blow-up" + (place.isEmpty ? "" : " in \(place)")
+        case .signaled(let s): return (place.isEmpty ? "signal \(s)" : place) + ": " + message(log)
+        case .exited(let c): return (place.isEmpty ? "exit \(c)" : place) + ": " + message(log)
         }
     }
 

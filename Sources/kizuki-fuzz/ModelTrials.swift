@@ -60,24 +60,26 @@ struct ModelTrials {
         self.seeds = seeds
     }
 
-    /// Trial n's model bytes: structure-aware mutation of a decoded seed, byte mutation of its
-    /// file, or both; rarely a deeply nested graph or an external-data location swapped for a
+    /// Trial n's model bytes: structure-aware mutation of a decoded seed (55%), byte mutation of its
+    /// file (30%), or both (15%); rarely a deeply nested graph or an external-data location swapped for a
     /// FIFO, a symlink out of the folder, or an absolute path.
     func input(trial: Int, _ rng: inout TrialRandom) -> (bytes: Data, seed: Seed) {
         let seed = seeds[rng.below(seeds.count)]
-        let roll = rng.below(100)
-        if roll < 1 {
+        // Per mille: the nested graphs and external-data swaps find one cause each and cost a driver
+        // restart or a timeout every time, so they are rare.
+        let roll = rng.below(1000)
+        if roll < 3 {
             let depth = rng.pick([10, 1_000, 20_000, 100_000])
             return (NestedGraphs.model(depth: depth), Seed(name: "nested-graphs-\(depth)", bytes: Data(), model: nil, samples: [:]))
         }
-        if roll < 4, let e = externalDataSeed, e < seeds.count {
+        if roll < 13, let e = externalDataSeed, e < seeds.count {
             let external = seeds[e]
             let location = rng.pick(["fifo.pipe.x", "escape.link", "/etc/passwd", "folder.dirx", "weights.bin"])
             return (replace(Data("weights.bin".utf8), with: Data(location.utf8), in: external.bytes), external)
         }
         var bytes = seed.bytes
-        if roll < 70, let model = seed.model, let data = try? mutator.mutate(model, &rng).serialized() { bytes = data }
-        if roll >= 55 { bytes = ByteMutator.mutate(bytes, donor: seeds[rng.below(seeds.count)].bytes, &rng) }
+        if roll < 700, let model = seed.model, let data = try? mutator.mutate(model, &rng).serialized() { bytes = data }
+        if roll >= 550 { bytes = ByteMutator.mutate(bytes, donor: seeds[rng.below(seeds.count)].bytes, &rng) }
         return (bytes, seed)
     }
 

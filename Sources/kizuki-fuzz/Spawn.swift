@@ -8,7 +8,8 @@ enum Spawn {
     enum Status: Equatable {
         case exited(Int32)
         case signaled(Int32)
-        case hung
+        /// No progress for the timeout; the resident memory when it was stopped tells a slow blow-up.
+        case hung(residentBytes: Int)
         case memoryBlowUp(peakBytes: Int)
     }
 
@@ -55,15 +56,26 @@ enum Spawn {
                 verdict = .memoryBlowUp(peakBytes: rss)
             } else if Date().timeIntervalSince(lastProgress) > allowance {
                 // Swift's backtracer may be symbolicating a crash: give it time to finish its report.
-                if allowance < backtraceAllowance, crashReportInProgress(errLog) { allowance = backtraceAllowance } else { verdict = .hung }
+                if allowance < backtraceAllowance, crashReportInProgress(errLog) { allowance = backtraceAllowance } else {
+                    verdict = .hung(residentBytes: residentBytes(pid) ?? 0)
+                }
             }
-            if verdict != nil { kill(pid, SIGKILL); break }
+            if verdict != nil { stopWithBacktrace(process); break }
         }
         process.waitUntilExit()
         if let verdict { return Result(status: verdict, stdout: log, stderr: errLog) }
         let status: Status = process.terminationReason == .uncaughtSignal
             ? .signaled(process.terminationStatus) : .exited(process.terminationStatus)
         return Result(status: status, stdout: log, stderr: errLog)
+    }
+
+    /// SIGQUIT first: Swift's backtracer then prints where the child was stuck or allocating
+    /// (the signature of the finding); SIGKILL if it has not ended after `backtraceAllowance`.
+    static func stopWithBacktrace(_ process: Process) {
+        kill(process.processIdentifier, SIGQUIT)
+        let giveUp = Date().addingTimeInterval(backtraceAllowance)
+        while process.isRunning && Date() < giveUp { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
     /// Resident set size from /proc (nil once the process is gone).
@@ -74,9 +86,9 @@ enum Spawn {
         return pages * pageSize
     }
 
-    static let backtraceAllowance = 60.0
+    static let backtraceAllowance = 15.0
 
     static func crashReportInProgress(_ errLog: URL) -> Bool {
-        (try? String(contentsOf: errLog, encoding: .utf8))?.contains("Program crashed") ?? false
+        (try? String(contentsOf: errLog, encoding: .utf8))?.contains("Backtracing from") ?? false
     }
 }

@@ -14,7 +14,7 @@ struct Supervise: ParsableCommand {
     @Option(help: "The conformance allow-list.") var allowList = "Tests/ConformanceTests/allowlist.txt"
     @Option(help: "The shipped model, a further seed.") var shippedModel = "models/keras-seed/model.onnx"
     @Option(help: "Fashion-MNIST folder (seed images).") var data = "/usr/share/datasets/fashion-mnist"
-    @Option(help: "Resident memory (MiB) above which a child is killed and counted as a memory blow-up.") var memoryCap = 1024
+    @Option(help: "Resident memory (MiB) above which a child is killed and counted as a memory blow-up.") var memoryCap = 512
     @Option(help: "Address-space limit (MiB) of every child: larger allocations fail at once.") var addressSpace = 4096
     @Option(help: "Seconds without progress before a trial counts as a hang.") var timeout: Double = 5
     @Option(help: "Lanes run at once (the model lane and the data lane); 1 runs them one after the other.") var jobs = 2
@@ -28,6 +28,9 @@ struct Supervise: ParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: kizukiURL.path) else { throw FuzzError("no kizuki binary at \(kizukiURL.path) (--kizuki)") }
         let start = Date()
         let corpus = try Corpus.create(in: outURL.appendingPathComponent("corpus"), kizuki: kizukiURL, fashionMNIST: URL(fileURLWithPath: data))
+        // A shell that starts us in the background ignores SIGQUIT, and children inherit that; the
+        // hang and blow-up kills use it to get a backtrace (Spawn.stopWithBacktrace).
+        signal(SIGQUIT, SIG_DFL)
         // Every child inherits this: an allocation beyond it fails at once instead of paging the machine.
         var limit = rlimit(rlim_cur: rlim_t(addressSpace) << 20, rlim_max: rlim_t(addressSpace) << 20)
         guard setrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0 else { throw FuzzError("setrlimit(RLIMIT_AS) failed") }
