@@ -47,7 +47,9 @@ struct CLITrials {
         case .png:
             let folder = work.appendingPathComponent("png")
             try fm.copyItem(at: corpus.pngFolder, to: folder)
-            if rng.chance(0.05) {  // many large images: decoded in full before any size check?
+            if rng.chance(0.05) {  // only large images (a small one first would stop the load early): decoded in full before any size check?
+                try fm.removeItem(at: folder)
+                try fm.createDirectory(at: folder, withIntermediateDirectories: true)
                 for i in 0..<rng.int(in: 1...12) { try fm.copyItem(at: corpus.pngBomb, to: folder.appendingPathComponent("large\(i).png")) }
             } else {
                 let files = try fm.contentsOfDirectory(atPath: folder.path).sorted()

@@ -23,7 +23,7 @@ struct Supervise: ParsableCommand {
 
     func run() throws {
         let outURL = URL(fileURLWithPath: out).standardizedFileURL
-        let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()  // the driver is this binary
         let kizukiURL = kizuki.map { URL(fileURLWithPath: $0) } ?? me.deletingLastPathComponent().appendingPathComponent("kizuki")
         guard FileManager.default.isExecutableFile(atPath: kizukiURL.path) else { throw FuzzError("no kizuki binary at \(kizukiURL.path) (--kizuki)") }
         let start = Date()
