@@ -46,7 +46,7 @@ struct TrialRandom {
         Int64.max, Int64.max - 1, Int64.min, Int64.min + 1, -(1 << 31), 3_037_000_500,  // ≈ √Int64.max
     ]
     static let interestingFloats: [Float] = [
-        0, -0.0, 1, -1, 0.5, 2, 1e-38, 1e-45, 1e9, 1e20, 3.4e38, -3.4e38, .nan, .infinity, -.infinity,
+        0, -0.0, 1, -1, 0.5, 2, 1e-38, .leastNonzeroMagnitude, 1e9, 1e20, 3.4e38, -3.4e38, .nan, .infinity, -.infinity,
         Float(Int32.max), 4_294_967_296, 9.3e18,
     ]
 }

@@ -30,8 +30,8 @@ enum Spawn {
     static func run(_ executable: URL, _ arguments: [String], limits: Limits?, timeout: Double, log: URL,
                     environment: [String: String] = [:]) throws -> Result {
         let errLog = log.appendingPathExtension("err")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        FileManager.default.createFile(atPath: errLog.path, contents: nil)
+        try Data().write(to: log)
+        try Data().write(to: errLog)
         let out = try FileHandle(forWritingTo: log), err = try FileHandle(forWritingTo: errLog)
         defer { try? out.close(); try? err.close() }
         let process = Process()

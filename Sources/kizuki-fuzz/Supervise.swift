@@ -94,7 +94,7 @@ struct Supervise: ParsableCommand {
             }
             let saved = work.appendingPathComponent("model-\(trial).onnx")
             try? FileManager.default.removeItem(at: saved)
-            if inputWritten { try FileManager.default.copyItem(at: current, to: saved) } else { FileManager.default.createFile(atPath: saved.path, contents: nil) }
+            if inputWritten { try FileManager.default.copyItem(at: current, to: saved) } else { try Data().write(to: saved) }
             findings.record(.model, trial: trial, result.status, input: saved, stderr: result.stderr) { _ in
                 (inputWritten ? "(mutated from \(seedModel)) " : "(while making the input) ")
                     + "\(me.path) drive --first \(trial) --count 1 --current /tmp/trial.onnx " + common.joined(separator: " ")
