@@ -2,6 +2,7 @@
 #   make test    everything CI runs (.ci/run calls it)
 #   make demo    the reference experiment with the default model, writes report.html
 #   make bench   Kizuki against onnxruntime on the same model, same run (BENCH_ARGS="--load --seconds 1" ...)
+#   make fuzz    hostile inputs through the whole pipeline for FUZZ_SECONDS (a new seed each time)
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
 
@@ -20,8 +21,15 @@ RELEASE := -c release $(CPU_FLAGS)
 # Tests build optimised with testing enabled, in their own folder so the CLI build stays lean.
 TEST_BUILD := -c release -Xswiftc -enable-testing $(CPU_FLAGS) --scratch-path .build-test
 KIZUKI := .build/release/kizuki
+# Fuzzing: `make test` runs a fixed budget with a fixed seed; `make fuzz` a longer one with a new seed
+# (printed, so `make fuzz FUZZ_SEED=...` replays it). Findings go to .build-fuzz/<run>/findings.
+FUZZ := .build-test/release/kizuki-fuzz
+FUZZ_TEST_SECONDS ?= 90
+FUZZ_SECONDS ?= 1800
+FUZZ_SEED ?= $(shell date +%s)
+FUZZ_ARGS ?=
 
-.PHONY: all build test demo bench deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
+.PHONY: all build test fuzz demo bench deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
 
 all: build
 
@@ -75,6 +83,11 @@ test: deps proto-check venv conformance-data fixtures check-ops-table
 	swift build $(TEST_BUILD)
 	KIZUKI_PYTHON=$(abspath $(VPY)) swift test $(TEST_BUILD)
 	$(VPY) tools/check_written.py .cache/written
+	$(FUZZ) --seconds $(FUZZ_TEST_SECONDS) --seed 1 --out .build-fuzz/test $(FUZZ_ARGS)
+
+fuzz: deps conformance-data
+	swift build $(TEST_BUILD)
+	nice -n 10 $(FUZZ) --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) --out .build-fuzz/seed-$(FUZZ_SEED) $(FUZZ_ARGS)
 
 demo: build
 	$(KIZUKI) eval $(MODEL) --normal 7 --anomaly 9 --report report.html
@@ -90,4 +103,4 @@ check-ops-table:
 	$(PYTHON) tools/ops_table.py --check README.md
 
 clean:
-	rm -rf .build .build-test
+	rm -rf .build .build-test .build-fuzz

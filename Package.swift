@@ -17,6 +17,7 @@ let package = Package(
     name: "Kizuki",
     products: [
         .executable(name: "kizuki", targets: ["kizuki"]),
+        .executable(name: "kizuki-fuzz", targets: ["kizuki-fuzz"]),
         .library(name: "OnnxIO", targets: ["OnnxIO"]),
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "Anomaly", targets: ["Anomaly"]),
@@ -37,6 +38,11 @@ let package = Package(
         .target(name: "OnnxIO", dependencies: ["CONNX"]),
         .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS", "CSync"]),
         .target(name: "Anomaly", dependencies: ["Engine", "OnnxIO", "CZlib", "CPNG"]),
+        // Hostile inputs through the whole pipeline (`make fuzz`, and a fixed budget in `make test`).
+        .executableTarget(
+            name: "kizuki-fuzz",
+            dependencies: ["OnnxIO", "Engine", "Anomaly", "CZlib", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "kizuki",
             dependencies: [

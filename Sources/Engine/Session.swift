@@ -98,8 +98,20 @@ public final class Session {
 
     /// Nodes sorted so each comes after the producers of its inputs (models need not be sorted).
     static func topologicalOrder(_ graph: Graph) throws -> [Node] {
+        // Each value has one producer: memory is planned per name, so a second writer (or a node writing a graph
+        // input or an initializer) would write into a buffer sized for another value. OnnxIO's validator refuses
+        // these on load; models built in code reach here unchecked.
         var producer: [String: Int] = [:]
-        for (i, n) in graph.nodes.enumerated() { for o in n.outputs where !o.isEmpty { producer[o] = i } }
+        let given = Set(graph.inputs.map(\.name) + graph.initializers.map(\.name))
+        for (i, n) in graph.nodes.enumerated() {
+            for o in n.outputs where !o.isEmpty {
+                guard producer[o] == nil && !given.contains(o) else {
+                    throw EngineError(.invalidModel, "node \(n.label) writes '\(o)', which "
+                        + (given.contains(o) ? "is a graph input or initializer" : "another node already produces"))
+                }
+                producer[o] = i
+            }
+        }
         var state = [UInt8](repeating: 0, count: graph.nodes.count)  // 0 new, 1 visiting, 2 done
         var order: [Node] = []
         for start in graph.nodes.indices where state[start] == 0 {

@@ -45,10 +45,12 @@ struct GraphValidator {
         defined.formUnion(initializers)
         for input in graph.inputs { defined.insert(input.name) }
 
+        let inputNames = Set(graph.inputs.map(\.name))
         var producer: [String: Int] = [:]
         for (i, node) in graph.nodes.enumerated() {
             for output in node.outputs where !output.isEmpty {
-                if producer[output] != nil || initializers.contains(output) {
+                // A node writing a graph input would write into the caller's tensor (sized for the input's shape).
+                if producer[output] != nil || initializers.contains(output) || inputNames.contains(output) {
                     throw OnnxError(.duplicateName, file: file, "\(path): value '\(output)' is produced twice (again by node \(node.label))")
                 }
                 producer[output] = i

@@ -288,4 +288,18 @@ final class SessionTests: XCTestCase {
         _ = try session.run(["x": random([2, 2, 4, 4])])
         XCTAssertEqual(conv.geometries.map(\.x), [[2, 2, 4, 4], [5, 2, 4, 4]])
     }
+
+    /// A node writing a graph input (MaxPool -> [y, x], found by the fuzzer) wrote past the caller's tensor;
+    /// a value with two producers would be written into a block planned for the other. Both are refused.
+    func testEveryValueHasOneProducer() throws {
+        var model = convChain()
+        model.graph.nodes.append(Node(name: "pool", opType: "MaxPool", inputs: ["y"], outputs: ["z", "x"],
+                                      attributes: [Attribute(name: "kernel_shape", value: .ints([2, 2]))]))
+        XCTAssertThrowsError(try Session(model: model)) { XCTAssertTrue("\($0)".contains("node pool writes 'x'"), "\($0)") }
+        XCTAssertThrowsError(try Model(serialized: model.serialized())) { XCTAssertTrue("\($0)".contains("'x' is produced twice"), "\($0)") }
+
+        var twice = convChain()
+        twice.graph.nodes.append(Node(name: "again", opType: "Relu", inputs: ["x"], outputs: ["m"]))
+        XCTAssertThrowsError(try Session(model: twice)) { XCTAssertTrue("\($0)".contains("another node already produces"), "\($0)") }
+    }
 }
