@@ -122,7 +122,7 @@ struct ModelTrials {
             guard !overflow, p <= Self.maxFeedElements else { return nil }
             count = p
         }
-        let t = HostTensor(dtype: dtype, shape: shape)
+        guard let t = try? HostTensor(dtype: dtype, shape: shape) else { return nil }
         let raw = t.storage.pointer
         for i in 0..<count {
             switch dtype {
