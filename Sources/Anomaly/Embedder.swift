@@ -28,10 +28,9 @@ public final class Embedder {
         guard let dims = input.type?.shape, dims.count == 4 else {
             throw DataError(file: url.path, "input '\(input.name)' must be 4-D images ([N,H,W,1] or [N,1,H,W])")
         }
-        func known(_ d: ShapeDim) -> Int? { if case .known(let n) = d { return n } else { return nil } }
-        if known(dims[3]) == 1, let h = known(dims[1]), let w = known(dims[2]) {
+        if dims[3].fixedSize == 1, let h = dims[1].fixedSize, let w = dims[2].fixedSize {
             (height, width, channelsLast) = (h, w, true)
-        } else if known(dims[1]) == 1, let h = known(dims[2]), let w = known(dims[3]) {
+        } else if dims[1].fixedSize == 1, let h = dims[2].fixedSize, let w = dims[3].fixedSize {
             (height, width, channelsLast) = (h, w, false)
         } else {
             throw DataError(file: url.path, "input '\(input.name)' shape \(dims) is not one-channel images [N,H,W,1] or [N,1,H,W]")

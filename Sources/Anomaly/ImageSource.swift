@@ -50,10 +50,13 @@ public enum ImageSource: Equatable, CustomStringConvertible {
     /// The most pixels one source may hold (256 M, 1 GiB as float32), checked from headers before decoding.
     public static let maxTotalPixels = 1 << 28
 
-    /// Loads the images, checking (or with `resize`, making) their size `height` x `width`.
+    /// Loads the images, checking (or with `resize`, making) their size `height` x `width`. The decoded
+    /// pixels (float32) may take at most `memoryLimit` bytes (the engine's budget, `--memory-limit`) and
+    /// `maxTotalPixels`; both are checked from headers, before decoding.
     public func load(dataDirectory: String? = nil, height: Int = 28, width: Int = 28,
-                     resize: ImageSet.ResizeMode? = nil) throws -> ImageSet {
-        let images = try loadRaw(dataDirectory: dataDirectory, expected: resize == nil ? (height, width) : nil)
+                     resize: ImageSet.ResizeMode? = nil, memoryLimit: Int = .max) throws -> ImageSet {
+        let maxPixels = min(Self.maxTotalPixels, memoryLimit / MemoryLayout<Float>.size)
+        let images = try loadRaw(dataDirectory: dataDirectory, expected: resize == nil ? (height, width) : nil, maxPixels: maxPixels)
         guard images.count > 0 else { throw DataError(file: description, "no images") }
         if images.height == height && images.width == width { return images }
         guard let resize else {
@@ -63,14 +66,14 @@ public enum ImageSource: Equatable, CustomStringConvertible {
     }
 
     /// The images as stored. `expected` (height, width), when given, is checked before decoding PNGs.
-    func loadRaw(dataDirectory: String?, expected: (height: Int, width: Int)? = nil) throws -> ImageSet {
+    func loadRaw(dataDirectory: String?, expected: (height: Int, width: Int)? = nil, maxPixels: Int = maxTotalPixels) throws -> ImageSet {
         switch self {
         case .fashionMNIST(let split, let classes):
             let all = try FashionMNIST.load(split, from: FashionMNIST.directory(dataDirectory))
             if classes.isEmpty { return all }
             return all.subset(all.labels.indices.filter { classes.contains(all.labels[$0]) })
         case .idx(let path):
-            let idx = try IDXFile(contentsOf: URL(fileURLWithPath: path), rank: 3, maxBytes: Self.maxTotalPixels)
+            let idx = try IDXFile(contentsOf: URL(fileURLWithPath: path), rank: 3, maxBytes: maxPixels)
             return ImageSet(height: idx.dims[1], width: idx.dims[2], bytes: [UInt8](idx.bytes))
         case .pngFolder(let path):
             let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.lowercased().hasSuffix(".png") }.sorted()
@@ -90,8 +93,9 @@ public enum ImageSource: Equatable, CustomStringConvertible {
             }
             guard let size else { throw DataError(file: path, "the folder has no .png files") }
             let (total, overflow) = (size.height * size.width).multipliedReportingOverflow(by: urls.count)
-            guard !overflow, total <= Self.maxTotalPixels else {
-                throw DataError(file: path, "\(urls.count) images of \(size.height)x\(size.width) are more than the \(Self.maxTotalPixels) pixels Kizuki loads at once")
+            guard !overflow, total <= maxPixels else {
+                throw DataError(file: path, "\(urls.count) images of \(size.height)x\(size.width) are more than the \(maxPixels) pixels Kizuki may load at once"
+                    + " (\(Self.maxTotalPixels) at most, and 4 bytes each within the memory limit)")
             }
             var pixels: [Float] = []
             pixels.reserveCapacity(total)

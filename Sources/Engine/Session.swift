@@ -51,6 +51,7 @@ public final class Session {
         self.options = options
         let opset = Int(model.opsetVersion() ?? 1)
         var graph = model.graph
+        try Session.checkSingleProducers(graph)
         if options.optimize { graph = GraphOptimizer.optimize(graph) }
         self.graph = graph
 
@@ -96,22 +97,26 @@ public final class Session {
         try BLAS.loadSingleThreaded()
     }
 
-    /// Nodes sorted so each comes after the producers of its inputs (models need not be sorted).
-    static func topologicalOrder(_ graph: Graph) throws -> [Node] {
-        // Each value has one producer: memory is planned per name, so a second writer (or a node writing a graph
-        // input or an initializer) would write into a buffer sized for another value. OnnxIO's validator refuses
-        // these on load; models built in code reach here unchecked.
-        var producer: [String: Int] = [:]
+    /// Each value has one producer: memory is planned per name, so a second writer (or a node writing a graph
+    /// input or an initializer) would write into a buffer sized for another value. OnnxIO's validator refuses
+    /// these on load; models built in code reach the engine unchecked, so it checks them before any rewrite.
+    static func checkSingleProducers(_ graph: Graph) throws {
         let given = Set(graph.inputs.map(\.name) + graph.initializers.map(\.name))
-        for (i, n) in graph.nodes.enumerated() {
+        var produced = Set<String>()
+        for n in graph.nodes {
             for o in n.outputs where !o.isEmpty {
-                guard producer[o] == nil && !given.contains(o) else {
+                guard !given.contains(o) && produced.insert(o).inserted else {
                     throw EngineError(.invalidModel, "node \(n.label) writes '\(o)', which "
                         + (given.contains(o) ? "is a graph input or initializer" : "another node already produces"))
                 }
-                producer[o] = i
             }
         }
+    }
+
+    /// Nodes sorted so each comes after the producers of its inputs (models need not be sorted).
+    static func topologicalOrder(_ graph: Graph) throws -> [Node] {
+        var producer: [String: Int] = [:]
+        for (i, n) in graph.nodes.enumerated() { for o in n.outputs where !o.isEmpty { producer[o] = i } }
         var state = [UInt8](repeating: 0, count: graph.nodes.count)  // 0 new, 1 visiting, 2 done
         var order: [Node] = []
         for start in graph.nodes.indices where state[start] == 0 {

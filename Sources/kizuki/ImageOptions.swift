@@ -20,7 +20,8 @@ struct ImageOptions: ParsableArguments {
 
     func load(_ source: String, for embedder: Embedder) throws -> ImageSet {
         if !source.hasPrefix("fmnist:") { try FileAction.checkInput(source, option: "--images", folderAllowed: true) }
-        return try ImageSource(parsing: source).load(dataDirectory: data, height: embedder.height, width: embedder.width, resize: resize)
+        return try ImageSource(parsing: source).load(dataDirectory: data, height: embedder.height, width: embedder.width, resize: resize,
+                                                     memoryLimit: embedder.session.options.memoryBudget)
     }
 
     func embed(_ images: ImageSet, with embedder: Embedder, label: String) throws -> (values: [Float], dim: Int) {

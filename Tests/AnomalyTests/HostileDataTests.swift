@@ -116,6 +116,17 @@ final class HostileDataTests: XCTestCase {
         assertRefused(try ImageSource.pngFolder(tmp.path).load(resize: .nearest), file: tmp.appendingPathComponent("a.png"), mentions: ["corrupt PNG"])
     }
 
+    /// Decoded pixels count against the engine's memory limit (`--memory-limit`): a folder of large PNGs
+    /// under `maxTotalPixels` but over the limit is refused from the headers (the fuzzer's 2 x 8192² case).
+    func testPNGFolderIsCheckedAgainstTheMemoryLimit() throws {
+        let png = try PNG.encodeGray(height: 64, width: 64, pixels: [UInt8](repeating: 9, count: 64 * 64))
+        for name in ["a.png", "b.png"] { try png.write(to: tmp.appendingPathComponent(name)) }
+        let needed = 2 * 64 * 64 * MemoryLayout<Float>.size
+        XCTAssertEqual(try ImageSource.pngFolder(tmp.path).load(resize: .nearest, memoryLimit: needed).count, 2)
+        assertRefused(try ImageSource.pngFolder(tmp.path).load(resize: .nearest, memoryLimit: needed - 1), file: tmp,
+                      mentions: ["2 images of 64x64", "memory limit"])
+    }
+
     func testAbsurdPNGHeaderIsRefusedBeforeDecoding() throws {
         var png = try PNG.encodeGray(height: 28, width: 28, pixels: [UInt8](repeating: 9, count: 28 * 28))
         // IHDR data follows the 8-byte signature and the chunk's length and type: width, height (big-endian).
