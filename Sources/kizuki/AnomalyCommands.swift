@@ -82,6 +82,7 @@ struct Score: ParsableCommand {
             try checkAnchors(k: k, skipSelf: false, in: anchorIndex, file: index)
             var limit = threshold ?? anchorIndex.header.threshold?.value
             if let thresholdFile {
+                try FileAction.checkInput(thresholdFile, option: "--threshold-file")
                 limit = try Threshold.load(from: URL(fileURLWithPath: thresholdFile), for: anchorIndex).value
             }
             let set = try imageOptions.load(images, for: embedder)

@@ -59,9 +59,9 @@ final class FileErrorTests: CLITestCase {
         let index = path("a.kzi")
         XCTAssertEqual(try kizuki("index", Self.seed, "--images", images, "--out", index, "--quiet").status, 0)
         assertRefused(try kizuki("score", Self.seed, "--index", index, "--images", images, "--threshold-file", path("t.json"), "--quiet"),
-                      "cannot read \(path("t.json")): no such file")
+                      "cannot read \(path("t.json")) (--threshold-file): no such file")
         assertRefused(try kizuki("score", Self.seed, "--index", index, "--images", images, "--threshold-file", tmp.path, "--quiet"),
-                      "cannot read \(tmp.path): it is a folder")
+                      "cannot read \(tmp.path) (--threshold-file): it is a folder")
         try Data(#"{"value": "high"}"#.utf8).write(to: tmp.appendingPathComponent("bad.json"))
         assertRefused(try kizuki("score", Self.seed, "--index", index, "--images", images, "--threshold-file", path("bad.json"), "--quiet"),
                       "\(path("bad.json")): not a threshold file")
@@ -78,7 +78,7 @@ final class FileErrorTests: CLITestCase {
                       "cannot read \(fifo) (--input input): not a regular file")
         assertRefused(try kizuki(["score", Self.seed, "--index", fifo, "--images", images], timeout: 60), "cannot read \(fifo) (--index): not a regular file")
         assertRefused(try kizuki(["score", Self.seed, "--index", index, "--images", images, "--threshold-file", fifo], timeout: 60),
-                      "cannot read \(fifo): not a regular file")
+                      "cannot read \(fifo) (--threshold-file): not a regular file")
         assertRefused(try kizuki("inspect", ""), "cannot read '' (the model): an empty path")
         assertRefused(try kizuki("embed", Self.seed, "--images", "", "--out", path("e.npy")), "cannot read '' (--images): an empty path")
         assertRefused(try kizuki("run", tmp.path, "--output-dir", path("o")), "cannot read \(tmp.path) (the model): it is a folder, not a file")
