@@ -102,7 +102,7 @@ public enum ImageSource: Equatable, CustomStringConvertible {
             for url in urls {
                 let (h, w, bytes) = try PNG.readGray(url)
                 guard (h, w) == size else { throw DataError(file: url.path, "changed while being read (now \(h)x\(w))") }
-                pixels += bytes.map { Float($0) / 255 }
+                for b in bytes { pixels.append(Float(b) / 255) }  // no temporary array the size of the image
             }
             var set = ImageSet(height: size.height, width: size.width, pixels: pixels)
             set.names = files

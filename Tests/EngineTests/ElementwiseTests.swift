@@ -274,6 +274,10 @@ final class ElementwiseTests: XCTestCase {
         let z = try ewRun("Sub", opset: 6, [.feed(a), .feed(c)], attributes: [ewAttr("broadcast", 1)])[0]
         ewAssertClose(z, ewRefBinary(a, c) { Double(Float($0 - $1)) }.values, shape: [2, 3, 4, 5], "legacy trailing")
         ewAssertThrows(.nodeFailed, "legacy without broadcast=1") { _ = try ewRun("Add", opset: 6, [.feed(a), .feed(c)]) }
+        // An axis near Int.max (found by the fuzzer) overflowed `start + rank(B)`.
+        ewAssertThrows(.nodeFailed, "legacy axis Int.max") {
+            _ = try ewRun("Add", opset: 6, [.feed(a), .feed(c)], attributes: [ewAttr("broadcast", 1), ewAttr("axis", Int.max)])
+        }
     }
 
     func testPowMixedTypes() throws {

@@ -167,7 +167,7 @@ func legacyBroadcastShape(_ a: [Int], _ b: [Int], broadcast: Bool, axis: Int?) t
     }
     guard b.count <= a.count else { throw KernelError("B \(b) has higher rank than A \(a) (opset < 7 broadcast)") }
     let start = axis.map { $0 < 0 ? $0 + a.count : $0 } ?? (a.count - b.count)
-    guard start >= 0 && start + b.count <= a.count else { throw KernelError("axis \(axis ?? 0) does not place B \(b) inside A \(a)") }
+    guard start >= 0 && start <= a.count - b.count else { throw KernelError("axis \(axis ?? 0) does not place B \(b) inside A \(a)") }
     let shape = [Int](repeating: 1, count: start) + b + [Int](repeating: 1, count: a.count - start - b.count)
     guard try broadcastShape(a, shape) == a else { throw KernelError("B \(b) does not broadcast onto A \(a) at axis \(start)") }
     return shape
