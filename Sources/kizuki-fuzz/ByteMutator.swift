@@ -20,11 +20,12 @@ enum ByteMutator {
             bytes.removeSubrange(at...)
         case 2:  // splice in a slice of the donor
             let donorBytes = [UInt8](donor)
+            guard !donorBytes.isEmpty else { return }
             let from = rng.below(donorBytes.count), length = rng.int(in: 1...256)
             bytes.replaceSubrange(at..<min(bytes.count, at + rng.below(length)),
                                   with: donorBytes[min(from, donorBytes.count)..<min(donorBytes.count, from + length)])
         case 3:  // edit the length of a length-delimited protobuf field (a tag byte with wire type 2, then a varint)
-            for _ in 0..<256 {
+            for _ in 0..<256 where bytes.count >= 2 {
                 let i = rng.below(bytes.count - 1)
                 guard bytes[i] & 7 == 2, bytes[i] >> 3 > 0 else { continue }
                 bytes[i + 1] = bytes[i + 1] &+ rng.pick([1, 0x7f, 0xff, 0x80, 2]) 

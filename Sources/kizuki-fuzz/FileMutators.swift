@@ -1,3 +1,4 @@
+import Anomaly
 import CZlib
 import Foundation
 
@@ -58,7 +59,11 @@ enum FileMutators {
     static func kzi(_ data: Data, _ rng: inout TrialRandom) -> Data {
         guard let newline = data.dropFirst(5).firstIndex(of: UInt8(ascii: "\n")),
               var header = (try? JSONSerialization.jsonObject(with: data[5..<newline])) as? [String: Any] else { return data }
-        var payload = data[(newline + 1)...]
+        // Format 2 ends with the SHA-256 of what precedes it: mutate what it covers, then usually seal it
+        // again so the mutation reaches the checks behind the checksum (the rest of the time it must catch it).
+        guard data.count >= newline + 1 + 32 else { return data }
+        let oldChecksum = data.suffix(32)
+        var payload = data[(newline + 1)..<(data.count - 32)]
         switch rng.below(5) {
         case 0: header[rng.pick(["count", "dim"])] = rng.interestingInt()
         case 1:
@@ -79,7 +84,11 @@ enum FileMutators {
             }
         }
         guard let json = try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) else { return data }
-        return data.prefix(5) + json + Data("\n".utf8) + payload
+        let body = data.prefix(5) + json + Data("\n".utf8) + payload
+        guard rng.chance(0.8) else { return body + oldChecksum }
+        var hash = SHA256()
+        hash.update(body)
+        return body + Data(hash.finalize())
     }
 
     /// IDX: dims set to interesting 32-bit values (their product overflows), another rank or element type, or the data cut.
