@@ -165,7 +165,9 @@ struct ConvGeometry {
             scratchFloats = try checkedAdd(checkedMul(depthwiseSlots, flatPlaneFloats, what), 32, what)
         case .im2col:
             try fits(inCg, kernelVolume, outSpatial)
-            scratchFloats = try checkedMul(im2colSlots, im2colFloats, what)
+            // Never 0, even for an empty column matrix (no input channels or no output pixels): the path
+            // always takes a scratch pointer, so the plan must always provide one.
+            scratchFloats = max(16, try checkedMul(im2colSlots, im2colFloats, what))
         }
         _ = try checkedMul(scratchFloats, MemoryLayout<Float>.stride, what)
     }
@@ -326,7 +328,7 @@ final class ConvKernel: Kernel {
         }
         if g.path == .pointwiseSmall && prepared.panels == nil { try prepared.packPanels(outC: g.outC, inC: g.inC) }
         let weights = prepared.weights!, bias = prepared.bias
-        if g.batch == 0 || g.outC == 0 { return }
+        if g.batch == 0 || g.outC == 0 || g.outSpatial == 0 { return }
         guard g.scratchFloats == 0 || scratch != nil else { throw KernelError("Conv was planned without scratch memory") }
 
         switch g.path {

@@ -180,6 +180,10 @@ final class ResizeKernel: Kernel {
         }
         var taps: [AxisTaps] = []
         for a in 0..<r where shape[a] > 0 && output[a] > 0 {
+            // An axis's taps (index 8 bytes + weight 4 per tap, nearest index 8 + flag 1 per output) can be far
+            // larger than the output when the filter is wide (antialiased downscaling): they count against the budget too.
+            let n = mode == .nearest ? 1 : try coefficients(0.5, scale: scale[a]).count
+            try checkSize([output[a], try checkedAdd(checkedMul(3, n, "Resize taps"), 3, "Resize taps")])
             let t = try axisTaps(axis: a, inLength: shape[a], outLength: output[a], scale: scale[a], roiStart: roiStart[a], roiEnd: roiEnd[a])
             if !isIdentity(t) { taps.append(t) }
         }
