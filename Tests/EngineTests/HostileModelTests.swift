@@ -110,6 +110,19 @@ final class HostileModelTests: XCTestCase {
     }
 
     /// The budget is what limits: the same model plans once it is raised.
+    /// Degenerate but valid convolutions (found by the fuzzer): no input channels makes an empty column matrix,
+    /// whose zero-sized scratch was force-unwrapped; the result is the bias alone (here none: zeros).
+    func testConvWithoutInputChannelsIsZero() throws {
+        let y = try runNode("Conv", inputs: [.fed(try HostTensor(dtype: .float, shape: [1, 0, 4, 4])),
+                                              .constant(try HostTensor(dtype: .float, shape: [2, 0, 3, 3]))])[0]
+        XCTAssertEqual(y.shape, [1, 2, 2, 2])
+        XCTAssertEqual(y.floats, [Float](repeating: 0, count: 8))
+        let bias = try runNode("Conv", inputs: [.fed(try HostTensor(dtype: .float, shape: [1, 0, 4, 4])),
+                                                 .constant(try HostTensor(dtype: .float, shape: [2, 0, 3, 3])),
+                                                 .constant(try Self.f32([2], [1.5, -2]))])[0]
+        XCTAssertEqual(bias.floats, [1.5, 1.5, 1.5, 1.5, -2, -2, -2, -2])
+    }
+
     func testBudgetIsTheLimit() throws {
         let shape = try Self.i64([1024, 1024])
         XCTAssertThrowsError(try runNode("ConstantOfShape", inputs: [.constant(shape)], memoryBudget: 4 << 20 - 1))
