@@ -10,19 +10,8 @@ import Foundation
 func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    if m == 0 || n == 0 { return }
-    if k == 0 || alpha == 0 {
-        // The product is empty: C = beta · C (beta 0 clears, so NaNs in C do not survive).
-        for i in 0..<m {
-            let row = c + i * ldc
-            if beta == 0 { row.update(repeating: 0, count: n) } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
-        }
-        return
-    }
-    guard fitsBLASInt(m, n, k, lda, ldb, ldc) else {
-        return naiveGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                         beta: beta, c: c, ldc: ldc)
-    }
+    if gemmWithoutBLAS(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                       beta: beta, c: c, ldc: ldc) { return }
     kizuki_sgemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
                  beta, c, Int32(max(ldc, 1)))
 }
@@ -32,20 +21,32 @@ func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, a
 func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Double = 1,
            a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
            beta: Double = 0, c: UnsafeMutablePointer<Double>, ldc: Int) {
-    if m == 0 || n == 0 { return }
+    if gemmWithoutBLAS(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                       beta: beta, c: c, ldc: ldc) { return }
+    kizuki_dgemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                 beta, c, Int32(max(ldc, 1)))
+}
+
+/// Does what OpenBLAS cannot, and returns true when it did: an empty product (C = beta · C; beta 0 clears,
+/// so NaNs in C do not survive) and sizes beyond OpenBLAS's 32-bit integers (a plain loop).
+@inline(__always)
+private func gemmWithoutBLAS<T: BinaryFloatingPoint>(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
+                                                     a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
+                                                     beta: T, c: UnsafeMutablePointer<T>, ldc: Int) -> Bool {
+    if m == 0 || n == 0 { return true }
     if k == 0 || alpha == 0 {
         for i in 0..<m {
             let row = c + i * ldc
             if beta == 0 { row.update(repeating: 0, count: n) } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
         }
-        return
+        return true
     }
     guard fitsBLASInt(m, n, k, lda, ldb, ldc) else {
-        return naiveGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                         beta: beta, c: c, ldc: ldc)
+        naiveGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                  beta: beta, c: c, ldc: ldc)
+        return true
     }
-    kizuki_dgemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
-                 beta, c, Int32(max(ldc, 1)))
+    return false
 }
 
 /// OpenBLAS takes 32-bit sizes. Within a large memory budget a model can still ask for a product with a
