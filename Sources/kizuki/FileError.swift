@@ -143,17 +143,6 @@ enum FileAction: String {
         if folderAllowed && FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue { return }
         if let problem = FileError.diagnose(.read, path: path) { throw FileError(.read, path: path, reason: problem, role: option) }
     }
-
-    /// The whole of a regular file of at most `limit` bytes, with the reason named when it cannot be read.
-    static func contents(of path: String, limit: Int) throws -> Data {
-        if let problem = FileError.diagnose(.read, path: path) { throw FileError(.read, path: path, reason: problem) }
-        var info = stat()
-        guard stat(path, &info) == 0 else { throw FileError(.read, path: path, reason: FileError.text(errno: errno)) }
-        guard Int(info.st_size) <= limit else {
-            throw FileError(.read, path: path, reason: "\(info.st_size) bytes, more than the \(limit) such a file can have")
-        }
-        return try read(path) { try Data(contentsOf: URL(fileURLWithPath: path)) }
-    }
 }
 
 /// Any error as one line for users: file-system errors name the path and the action, other Foundation
