@@ -9,6 +9,7 @@
 //   OnnxIO    Model / Graph / Node / Tensor values, ONNX read/write, .npy and .pb tensor files
 //   Engine    planning and execution of graphs, one file per op family
 //   Anomaly   datasets (IDX, PNG), anchor index, k-NN, ROC/AUC, thresholds, reports
+//   Training  the trainer: training graphs in the ONNX IR, gradients, triplet losses, SGD, checkpoints
 //   kizuki    the command-line tool
 // CPU-specific flags (e.g. -target-cpu) are passed by the Makefile, never here.
 import PackageDescription
@@ -21,6 +22,7 @@ let package = Package(
         .library(name: "OnnxIO", targets: ["OnnxIO"]),
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "Anomaly", targets: ["Anomaly"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,6 +40,7 @@ let package = Package(
         .target(name: "OnnxIO", dependencies: ["CONNX"]),
         .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS", "CSync"]),
         .target(name: "Anomaly", dependencies: ["Engine", "OnnxIO", "CZlib", "CPNG"]),
+        .target(name: "Training", dependencies: ["Engine", "OnnxIO", "Anomaly"]),
         // Hostile inputs through the whole pipeline (`make fuzz`, and a fixed budget in `make test`).
         .executableTarget(
             name: "kizuki-fuzz",
@@ -46,13 +49,14 @@ let package = Package(
         .executableTarget(
             name: "kizuki",
             dependencies: [
-                "OnnxIO", "Engine", "Anomaly",
+                "OnnxIO", "Engine", "Anomaly", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "OnnxIOTests", dependencies: ["OnnxIO"], exclude: ["Fixtures"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO", "CBLAS"]),
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "Engine", "OnnxIO"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "OnnxIO", "Anomaly"]),
         .testTarget(name: "ConformanceTests", dependencies: ["Engine", "OnnxIO"]),
         // Runs the built `kizuki` binary; depends on it so `swift build` makes it first (Anomaly: PNG fixtures).
         .testTarget(name: "KizukiCLITests", dependencies: ["kizuki", "Anomaly"]),

@@ -400,3 +400,18 @@ func softmaxStrided(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
         for i in Swift.stride(from: 0, to: width, by: 16) { put(get(out, i) * get(s, i), out, i) }
     }
 }
+
+// MARK: - Training
+
+/// ReLU6 (Clip 0…6) as the trainer runs it, over `count` floats.
+public enum Relu6Training {
+    /// y = min(max(x, 0), 6). y may alias x.
+    public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, count: Int, threads: Int) {
+        fatalError("Relu6Training.forward: not implemented yet")
+    }
+    /// dx = dy where 0 < y < 6, else 0 (TensorFlow's Relu6Grad, from the output). dx may alias dy.
+    public static func backward(y: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                count: Int, threads: Int) {
+        fatalError("Relu6Training.backward: not implemented yet")
+    }
+}

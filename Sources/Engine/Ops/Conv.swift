@@ -495,3 +495,50 @@ func convIm2colRow(_ g: ConvGeometry, row: Int, src: UnsafePointer<Float>, dst: 
         }
     }
 }
+
+// MARK: - Training (forward with batch activations kept, and backward)
+
+/// A 2-D convolution as the trainer runs it: x [batch, inChannels, height, width] (NCHW),
+/// w [outChannels, inChannels / group, kernelH, kernelW] (OIHW), no bias, explicit (possibly asymmetric)
+/// zero padding. group == inChannels == outChannels is a depthwise convolution.
+public struct Conv2DShape: Equatable, Sendable {
+    public var batch, inChannels, height, width, outChannels: Int
+    public var kernelH, kernelW, strideH, strideW, group: Int
+    public var padTop, padLeft, padBottom, padRight: Int
+
+    public init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int,
+                kernelH: Int, kernelW: Int, strideH: Int = 1, strideW: Int = 1, group: Int = 1,
+                padTop: Int = 0, padLeft: Int = 0, padBottom: Int = 0, padRight: Int = 0) {
+        self.batch = batch; self.inChannels = inChannels; self.height = height; self.width = width
+        self.outChannels = outChannels; self.kernelH = kernelH; self.kernelW = kernelW
+        self.strideH = strideH; self.strideW = strideW; self.group = group
+        self.padTop = padTop; self.padLeft = padLeft; self.padBottom = padBottom; self.padRight = padRight
+    }
+
+    public var outHeight: Int { (height + padTop + padBottom - kernelH) / strideH + 1 }
+    public var outWidth: Int { (width + padLeft + padRight - kernelW) / strideW + 1 }
+    public var inputCount: Int { batch * inChannels * height * width }
+    public var outputCount: Int { batch * outChannels * outHeight * outWidth }
+    public var weightCount: Int { outChannels * (inChannels / group) * kernelH * kernelW }
+    public var isDepthwise: Bool { group > 1 && group == inChannels && group == outChannels }
+}
+
+public enum ConvTraining {
+    /// Floats of scratch that `forward` and `backward` need for this shape on `threads` threads.
+    public static func scratchFloats(_ s: Conv2DShape, threads: Int) -> Int {
+        fatalError("ConvTraining.scratchFloats: not implemented yet")
+    }
+
+    /// y [batch, outChannels, outHeight, outWidth] = conv(x, w).
+    public static func forward(_ s: Conv2DShape, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                               y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
+        fatalError("ConvTraining.forward: not implemented yet")
+    }
+
+    /// Given dy (y's shape): dw = dL/dw (overwritten) and, unless dx is nil (the first layer), dx = dL/dx (overwritten).
+    public static func backward(_ s: Conv2DShape, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                                dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
+                                scratch: UnsafeMutablePointer<Float>, threads: Int) {
+        fatalError("ConvTraining.backward: not implemented yet")
+    }
+}

@@ -153,3 +153,19 @@ final class PadKernel: Kernel {
         }
     }
 }
+
+// MARK: - Training
+
+/// Zero padding of the two spatial axes (Keras ZeroPadding2D): x [planes, height, width] →
+/// y [planes, height + top + bottom, width + left + right].
+public enum Pad2DTraining {
+    public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, planes: Int, height: Int, width: Int,
+                               top: Int, left: Int, bottom: Int, right: Int, threads: Int) {
+        fatalError("Pad2DTraining.forward: not implemented yet")
+    }
+    /// dx (overwritten) = dy without its border.
+    public static func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, planes: Int, height: Int,
+                                width: Int, top: Int, left: Int, bottom: Int, right: Int, threads: Int) {
+        fatalError("Pad2DTraining.backward: not implemented yet")
+    }
+}

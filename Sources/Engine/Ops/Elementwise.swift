@@ -417,3 +417,19 @@ func fillRepeating(_ dst: UnsafeMutableRawPointer, _ value: UnsafeRawPointer, _ 
     default: for i in 0..<count { (dst + i * size).copyMemory(from: value, byteCount: size) }
     }
 }
+
+// MARK: - Training
+
+/// The residual Add as the trainer runs it. Its backward is the identity to both inputs; gradients of a value
+/// read by several nodes are summed with `accumulate`.
+public enum AddTraining {
+    /// y = a + b over `count` floats (y may alias a or b).
+    public static func forward(a: UnsafePointer<Float>, b: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                               count: Int, threads: Int) {
+        fatalError("AddTraining.forward: not implemented yet")
+    }
+    /// dst += src over `count` floats.
+    public static func accumulate(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int, threads: Int) {
+        fatalError("AddTraining.accumulate: not implemented yet")
+    }
+}

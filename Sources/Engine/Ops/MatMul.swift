@@ -175,3 +175,19 @@ final class GemmKernel: Kernel {
         }
     }
 }
+
+// MARK: - Training
+
+/// Dense (Keras layout): x [rows, inFeatures] · w [inFeatures, outFeatures] + b [outFeatures] → y [rows, outFeatures].
+public enum DenseTraining {
+    public static func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                               y: UnsafeMutablePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int, threads: Int) {
+        fatalError("DenseTraining.forward: not implemented yet")
+    }
+    /// dw = xᵀ·dy, db = Σ rows dy (overwritten); dx = dy·wᵀ (overwritten) unless nil.
+    public static func backward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
+                                db: UnsafeMutablePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int, threads: Int) {
+        fatalError("DenseTraining.backward: not implemented yet")
+    }
+}

@@ -85,3 +85,38 @@ struct NormalizeMap: VectorMap {
     let mean: Float, factor: Float, bias: Float
     @inline(__always) func callAsFunction(_ v: SIMD16<Float>) -> SIMD16<Float> { (v - mean) * factor + bias }
 }
+
+// MARK: - Training (batch statistics, moving averages, backward)
+
+/// BatchNormalization over x [batch, channels, spatial] (NCHW with H·W = spatial), per channel.
+public struct BatchNormShape: Equatable, Sendable {
+    public var batch, channels, spatial: Int
+    public var epsilon: Float
+    /// Keras's momentum: moving = moving · momentum + batch statistic · (1 − momentum).
+    public var momentum: Float
+    public init(batch: Int, channels: Int, spatial: Int, epsilon: Float, momentum: Float) {
+        self.batch = batch; self.channels = channels; self.spatial = spatial; self.epsilon = epsilon; self.momentum = momentum
+    }
+    public var count: Int { batch * channels * spatial }
+}
+
+public enum BatchNormTraining {
+    /// Training mode: normalises with the batch mean and (biased) variance, y = gamma · (x − mean) · invStd + beta,
+    /// saves mean [C] and invStd = 1 / sqrt(var + epsilon) [C] for `backward`, and updates movingMean and
+    /// movingVariance in place as Keras does (the variance folded in is var · n / (n − 1) when besselCorrected).
+    public static func forward(_ s: BatchNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                               beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                               mean: UnsafeMutablePointer<Float>, invStd: UnsafeMutablePointer<Float>,
+                               movingMean: UnsafeMutablePointer<Float>, movingVariance: UnsafeMutablePointer<Float>,
+                               besselCorrected: Bool, threads: Int) {
+        fatalError("BatchNormTraining.forward: not implemented yet")
+    }
+
+    /// Given dy: dx, dgamma, dbeta (all overwritten). dx may alias dy.
+    public static func backward(_ s: BatchNormShape, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+                                dx: UnsafeMutablePointer<Float>, dgamma: UnsafeMutablePointer<Float>,
+                                dbeta: UnsafeMutablePointer<Float>, threads: Int) {
+        fatalError("BatchNormTraining.backward: not implemented yet")
+    }
+}

@@ -365,3 +365,18 @@ final class MaxUnpoolKernel: Kernel {
         }
     }
 }
+
+// MARK: - Training
+
+/// GlobalAveragePool: x [planes, spatial] → y [planes], planes = batch · channels.
+public enum GlobalAveragePoolTraining {
+    public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, planes: Int, spatial: Int,
+                               threads: Int) {
+        fatalError("GlobalAveragePoolTraining.forward: not implemented yet")
+    }
+    /// dx [planes, spatial] (overwritten) = dy / spatial broadcast over each plane.
+    public static func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, planes: Int, spatial: Int,
+                                threads: Int) {
+        fatalError("GlobalAveragePoolTraining.backward: not implemented yet")
+    }
+}

@@ -527,3 +527,19 @@ final class ResizeKernel: Kernel {
         }
     }
 }
+
+// MARK: - Training
+
+/// Nearest upsampling by integer factors (Keras UpSampling2D): x [planes, height, width] →
+/// y [planes, height · factorH, width · factorW], planes = batch · channels.
+public enum UpsampleNearestTraining {
+    public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, planes: Int, height: Int,
+                               width: Int, factorH: Int, factorW: Int, threads: Int) {
+        fatalError("UpsampleNearestTraining.forward: not implemented yet")
+    }
+    /// dx [planes, height, width] (overwritten) = sum of dy over each factorH × factorW block.
+    public static func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, planes: Int, height: Int,
+                                width: Int, factorH: Int, factorW: Int, threads: Int) {
+        fatalError("UpsampleNearestTraining.backward: not implemented yet")
+    }
+}
