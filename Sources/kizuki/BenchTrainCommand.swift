@@ -17,6 +17,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup = 2
     @Option(help: "Fashion-MNIST folder.") var data: String?
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Time each training kernel of the gradient table at the network's sizes instead (forward and backward).") var ops = false
 
     func validate() throws {
         guard batch >= 2 else { throw ValidationError("--batch must be at least 2 (got \(batch))") }
@@ -27,6 +28,7 @@ struct BenchTrain: ParsableCommand {
     func run() throws {
         do {
             try BLAS.loadSingleThreaded()
+            if ops { return timeOps() }
             let recipe = TrainingRecipe()
             let data = try TrainingData.fashionMNIST(normal: recipe.normal, exclude: recipe.exclude, directory: FashionMNIST.directory(self.data),
                                                      limit: batch * (steps + warmup))
@@ -57,5 +59,30 @@ struct BenchTrain: ParsableCommand {
                 for (op, ms) in ops.sorted(by: { $0.value > $1.value }) { print(String(format: "  %-32@ %8.1f ms/step", op as NSString, ms)) }
             }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
+    }
+
+    /// The gradient table's `.timing` cases: median of `steps` runs each (the cases' array interface allocates
+    /// the outputs, which is included).
+    func timeOps() {
+        var random = TrainingRandom(seed: 1)
+        print(String(format: "%-20@ %-44@ %10@ %10@", "op" as NSString, "case" as NSString, "fwd ms" as NSString, "bwd ms" as NSString))
+        for c in OpTable.cases(.timing) {
+            let inputs = zip(c.inputShapes, c.inputRanges).map { shape, range in
+                (0..<shape.reduce(1, *)).map { _ in random.uniform(range.lowerBound, range.upperBound) }
+            }
+            let dy = (0..<c.outputShape.reduce(1, *)).map { _ in random.uniform(-1, 1) }
+            func median(_ body: () -> Void) -> Double {
+                body()
+                let times = (0..<steps).map { _ -> Double in
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    body()
+                    return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+                }
+                return times.sorted()[times.count / 2]
+            }
+            let forward = median { _ = c.forward(inputs) }
+            let backward = median { _ = c.backward(inputs, dy) }
+            print(String(format: "%-20@ %-44@ %10.2f %10.2f", c.op as NSString, c.name as NSString, forward, backward))
+        }
     }
 }

@@ -29,7 +29,8 @@ struct Train: ParsableCommand {
     @Option(help: "Seed of the initial weights and the per-epoch permutations.") var seed: UInt64 = 1
     @Option(help: "Threads (a bit-exact resume needs the same count).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Continue the run in this folder from its last checkpoint.") var resume: String?
-    @Option(help: "Start from the weights of this training-form ONNX file (a checkpoint.onnx or model.onnx).") var initFrom: String?
+    @Option(name: .customLong("init"), help: "Start from the weights of this training-form ONNX file (a checkpoint.onnx or model.onnx).")
+    var initFrom: String?
     @Option(help: "Use only the first N training images (quick runs).") var trainImages: Int?
     @Flag(help: "Skip the per-epoch inference-mode AUC.") var noEval = false
     @Option(help: "Fashion-MNIST folder (default: $KIZUKI_DATA, else /usr/share/datasets/fashion-mnist).") var data: String?
@@ -38,7 +39,7 @@ struct Train: ParsableCommand {
     func validate() throws {
         if out == nil && resume == nil { throw ValidationError("give --out DIR for a new run or --resume DIR to continue one") }
         if out != nil && resume != nil { throw ValidationError("--out and --resume are exclusive: a resumed run writes to its own folder") }
-        if resume != nil && initFrom != nil { throw ValidationError("--init-from starts a new run; it cannot be combined with --resume") }
+        if resume != nil && initFrom != nil { throw ValidationError("--init starts a new run; it cannot be combined with --resume") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
         guard batch >= 2 else { throw ValidationError("--batch must be at least 2 (got \(batch))") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive (got \(lr))") }
@@ -51,6 +52,9 @@ struct Train: ParsableCommand {
         _ = try drops()
         if let trainImages, trainImages < batch { throw ValidationError("--train-images must be at least one batch (\(batch))") }
         guard !exclude.isEmpty else { throw ValidationError("--exclude needs at least one class (the anomaly class)") }
+        guard (0..<10).contains(normal), exclude.allSatisfy({ (0..<10).contains($0) }), !exclude.contains(normal) else {
+            throw ValidationError("--normal and --exclude must be classes in 0...9, the normal class not excluded (got \(normal), \(exclude))")
+        }
     }
 
     func drops() throws -> [Int] {
