@@ -17,7 +17,8 @@ public enum TripletLossKind: String, CaseIterable, Sendable {
 
 public enum TripletLoss {
     /// The loss of `embeddings` [count, dim] (count = labels.count) and, when `gradient` is given,
-    /// dL/dembeddings [count, dim] (overwritten).
+    /// dL/dembeddings [count, dim] (overwritten). The margin enters at its float32 value (0.2 is 0.20000000298…,
+    /// as in a float32 Keras loss); distances, loss and gradient are computed in Double, the gradient rounded once.
     ///
     /// A batch that has no triplet for the chosen kind (one class only; for batch-hard and soft-margin also no
     /// anchor with another sample of its class) has loss 0 and a zero gradient. A non-finite embedding gives a

@@ -1,6 +1,6 @@
 /// The batch-all triplet loss of the reference recipe, without materialising the P×N matrix.
 ///
-/// positives = every ordered pair (i, j) with labels i == j, i == j included (d_ii = 0);
+/// positives = every ordered pair (i, j) with label_i == label_j, i == j included (d_ii = 0);
 /// negatives = every ordered pair with different labels;
 /// L = 1/(P·N) Σ_p Σ_n max(d_p − d_n + margin, 0).
 ///
