@@ -48,10 +48,8 @@ public final class Trainer {
         }
         let batchLabels = indices.map { labels[$0] }
         program.forward(images: batchImages)
-        let loss = program.output.withMemoryRebound(to: Float.self) { out in
-            TripletLoss.evaluate(state.recipe.lossKind, embeddings: out.baseAddress!, labels: batchLabels, dim: program.outputSize,
-                                 margin: state.recipe.margin, gradient: outputGradient)
-        }
+        let loss = TripletLoss.evaluate(state.recipe.lossKind, embeddings: program.output.baseAddress!, labels: batchLabels,
+                                        dim: program.outputSize, margin: state.recipe.margin, gradient: outputGradient)
         guard loss.isFinite else { return loss }
         program.backward(outputGradient: outputGradient)
         optimizer.step(program.parameters, lr: lr)
