@@ -12,7 +12,7 @@ import Foundation
 struct ConvBackwardPlan {
     enum Path { case pointwise, pointwiseGathered, depthwise3x3, im2col }
     var path: Path
-    /// Pieces of work with a scratch slot each: runs of images (pointwise, im2col) or of channels (depthwise).
+    /// Pieces of work with a scratch slot each: runs of images.
     var slots = 1
     var slotFloats = 0
     var scratchFloats = 0
@@ -38,8 +38,8 @@ struct ConvBackwardPlan {
             }
         } else if s.isDepthwise && s.kernelH == 3 && s.kernelW == 3 && s.strideH == s.strideW && (1...2).contains(s.strideH) {
             path = .depthwise3x3
-            slots = max(1, min(threads, s.inChannels))
-            slotFloats = DepthwiseBackwardLayout(s).slotFloats
+            slots = max(1, min(threads, s.batch))
+            slotFloats = DepthwiseBackwardLayout(s).slotFloats(channels: s.inChannels)
             scratchFloats = slots * slotFloats
         } else {
             path = .im2col

@@ -3,8 +3,9 @@ import Foundation
 // Backward of the depthwise 3×3 convolution (group == C == M), stride 1 or 2, any padding, as direct
 // SIMD loops. The forward is ConvDepthwise.swift's (`convDepthwise`, `convDepthwiseFlat`).
 //
-// Threads split the channels: a thread owns whole channels and walks every image of each, so dw[c] is
-// summed over the batch in image order by one thread, the same whatever the thread count.
+// Threads split the batch into `slots` runs of images and walk their planes in memory order; each run
+// keeps its own dw accumulators (9 SIMD vectors per channel), added in slot order at the end, so dw
+// depends on the thread count only.
 
 /// The per-plane buffers of one slot, zero except where a plane's data is copied in (the same cells
 /// for every plane, so they are cleared once per slot):
@@ -46,20 +47,25 @@ struct DepthwiseBackwardLayout {
 
     var pFloats: Int { roundUp16(pRowFloats * pRows) }
     var dFloats: Int { roundUp16(dRowFloats * dRows) }
-    var slotFloats: Int { pFloats + dFloats + roundUp16(rFloats) }
+    /// P, D, R, then the slot's dw accumulators (`Taps3x3.floats` per channel).
+    func slotFloats(channels: Int) -> Int { pFloats + dFloats + roundUp16(rFloats) + channels * Taps3x3.floats }
 }
 
-/// Nine SIMD accumulators, one per tap of a 3×3 filter.
-private struct Taps3x3 {
-    var t0 = SIMD8<Float>.zero, t1 = SIMD8<Float>.zero, t2 = SIMD8<Float>.zero
-    var t3 = SIMD8<Float>.zero, t4 = SIMD8<Float>.zero, t5 = SIMD8<Float>.zero
-    var t6 = SIMD8<Float>.zero, t7 = SIMD8<Float>.zero, t8 = SIMD8<Float>.zero
+/// Nine SIMD accumulators, one per tap of a 3×3 filter, kept in memory between planes (8 floats each).
+struct Taps3x3 {
+    static let floats = 72
+    var t0, t1, t2, t3, t4, t5, t6, t7, t8: SIMD8<Float>
 
-    /// dst[k] += lane sum of tap k.
-    func add(to dst: UnsafeMutablePointer<Float>) {
-        dst[0] += t0.sum(); dst[1] += t1.sum(); dst[2] += t2.sum()
-        dst[3] += t3.sum(); dst[4] += t4.sum(); dst[5] += t5.sum()
-        dst[6] += t6.sum(); dst[7] += t7.sum(); dst[8] += t8.sum()
+    @inline(__always) init(_ p: UnsafePointer<Float>) {
+        t0 = load8(p); t1 = load8(p + 8); t2 = load8(p + 16)
+        t3 = load8(p + 24); t4 = load8(p + 32); t5 = load8(p + 40)
+        t6 = load8(p + 48); t7 = load8(p + 56); t8 = load8(p + 64)
+    }
+
+    @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) {
+        store8(t0, p, 8); store8(t1, p + 8, 8); store8(t2, p + 16, 8)
+        store8(t3, p + 24, 8); store8(t4, p + 32, 8); store8(t5, p + 40, 8)
+        store8(t6, p + 48, 8); store8(t7, p + 56, 8); store8(t8, p + 64, 8)
     }
 }
 
@@ -70,50 +76,58 @@ extension ConvTraining {
                                          dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
                                          scratch: UnsafeMutablePointer<Float>, context: RunContext) {
         let layout = DepthwiseBackwardLayout(s)
-        let channels = s.inChannels, slots = plan.slots
+        let channels = s.inChannels, slots = plan.slots, n = s.batch
         let h = s.height, wd = s.width, oH = s.outHeight, oW = s.outWidth
         let inPlane = h * wd, outPlane = oH * oW
+        let accOffset = layout.pFloats + layout.dFloats + roundUp16(layout.rFloats)
         context.parallelFor(slots) { range in
             for slot in range {
                 let p = scratch + slot * plan.slotFloats, d = p + layout.pFloats, r = d + layout.dFloats
+                let acc = p + accOffset
                 p.update(repeating: 0, count: plan.slotFloats)
-                for c in channels * slot / slots ..< channels * (slot + 1) / slots {
-                    let wc = w + 9 * c, dwc = dw + 9 * c
-                    dwc.update(repeating: 0, count: 9)
-                    for i in 0..<s.batch {
-                        let plane = i * channels + c
-                        let xp = x + plane * inPlane, dyp = dy + plane * outPlane
-                        for ih in 0..<h {
-                            let row = p + (s.padTop + ih) * layout.pRowFloats
-                            if s.strideH == 1 {
-                                (row + s.padLeft).update(from: xp + ih * wd, count: wd)
-                            } else {
-                                copyDeinterleaved(row, half: layout.half, xp + ih * wd, wd, pad: s.padLeft)
-                            }
-                        }
-                        for oh in 0..<oH {
-                            (d + (layout.dBorder + oh) * layout.dRowFloats + layout.dBorder).update(from: dyp + oh * oW, count: oW)
-                        }
+                for plane in n * slot / slots * channels ..< n * (slot + 1) / slots * channels {
+                    let c = plane % channels, wc = w + 9 * c, accC = acc + c * Taps3x3.floats
+                    let xp = x + plane * inPlane, dyp = dy + plane * outPlane
+                    for ih in 0..<h {
+                        let row = p + (s.padTop + ih) * layout.pRowFloats
                         if s.strideH == 1 {
-                            depthwise3x3s1Weights(layout, oH: oH, oW: oW, p: p, d: d, dw: dwc)
-                            if let dx { depthwise3x3s1Data(s, layout, w: wc, d: d, dx: dx + plane * inPlane) }
+                            (row + s.padLeft).update(from: xp + ih * wd, count: wd)
                         } else {
-                            depthwise3x3s2Weights(layout, oH: oH, oW: oW, p: p, d: d, dw: dwc)
-                            if let dx { depthwise3x3s2Data(s, layout, w: wc, d: d, r: r, dx: dx + plane * inPlane) }
+                            copyDeinterleaved(row, half: layout.half, xp + ih * wd, wd, pad: s.padLeft)
                         }
                     }
+                    for oh in 0..<oH {
+                        (d + (layout.dBorder + oh) * layout.dRowFloats + layout.dBorder).update(from: dyp + oh * oW, count: oW)
+                    }
+                    if s.strideH == 1 {
+                        depthwise3x3s1Weights(layout, oH: oH, oW: oW, p: p, d: d, acc: accC)
+                        if let dx { depthwise3x3s1Data(s, layout, w: wc, d: d, dx: dx + plane * inPlane) }
+                    } else {
+                        depthwise3x3s2Weights(layout, oH: oH, oW: oW, p: p, d: d, acc: accC)
+                        if let dx { depthwise3x3s2Data(s, layout, w: wc, d: d, r: r, dx: dx + plane * inPlane) }
+                    }
+                }
+            }
+        }
+        // dw[c][k] = lane sum of (slot 0's + slot 1's + … accumulator k of channel c).
+        context.parallelFor(channels, minChunk: 64) { range in
+            for c in range {
+                for k in 0..<9 {
+                    var v = SIMD8<Float>.zero
+                    for slot in 0..<slots { v += load8(scratch + slot * plan.slotFloats + accOffset + c * Taps3x3.floats + 8 * k) }
+                    dw[9 * c + k] = v.sum()
                 }
             }
         }
     }
 
-    // P: padded x plane (rows of pRowFloats), D: bordered dy plane -> dw (9 taps) += this plane's part.
+    // P: padded x plane (rows of pRowFloats), D: bordered dy plane -> acc (9 tap accumulators) += this plane's part.
     // Forward: y[oh][ow] = Σ_kh,kw w[kh][kw] · P[oh + kh][ow + kw]
     // so:      dw[kh][kw] += Σ_oh,ow dy[oh][ow] · P[oh + kh][ow + kw]
     // Lanes past oW read D's zeros, so whole blocks need no tail.
     private static func depthwise3x3s1Weights(_ l: DepthwiseBackwardLayout, oH: Int, oW: Int, p: UnsafePointer<Float>,
-                                              d: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) {
-        var a = Taps3x3()
+                                              d: UnsafePointer<Float>, acc: UnsafeMutablePointer<Float>) {
+        var a = Taps3x3(acc)
         for oh in 0..<oH {
             let g = d + (2 + oh) * l.dRowFloats + 2
             let r0 = p + oh * l.pRowFloats, r1 = r0 + l.pRowFloats, r2 = r1 + l.pRowFloats
@@ -126,7 +140,7 @@ extension ConvTraining {
                 ox += 8
             }
         }
-        a.add(to: dw)
+        a.store(acc)
     }
 
     // w: 9 taps, D: bordered dy plane -> dx [H, W] (overwritten).
@@ -154,12 +168,12 @@ extension ConvTraining {
     }
 
     // P: deinterleaved padded x rows (E = even padded columns, O = odd, each `half` long), D: dy with a
-    // border of 1 -> dw (9 taps) += this plane's part.
+    // border of 1 -> acc (9 tap accumulators) += this plane's part.
     // Forward: y[oh][ow] = Σ_kh w[kh][0]·E_{2oh+kh}[ow] + w[kh][1]·O_{2oh+kh}[ow] + w[kh][2]·E_{2oh+kh}[ow + 1]
     // so:      dw[kh][0] += Σ dy[oh][ow]·E_{2oh+kh}[ow], dw[kh][1] += Σ dy·O_{2oh+kh}[ow], dw[kh][2] += Σ dy·E_{2oh+kh}[ow + 1]
     private static func depthwise3x3s2Weights(_ l: DepthwiseBackwardLayout, oH: Int, oW: Int, p: UnsafePointer<Float>,
-                                              d: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) {
-        var a = Taps3x3()
+                                              d: UnsafePointer<Float>, acc: UnsafeMutablePointer<Float>) {
+        var a = Taps3x3(acc)
         for oh in 0..<oH {
             let g = d + (1 + oh) * l.dRowFloats + 1
             let e0 = p + 2 * oh * l.pRowFloats, e1 = e0 + l.pRowFloats, e2 = e1 + l.pRowFloats
@@ -173,7 +187,7 @@ extension ConvTraining {
                 ox += 8
             }
         }
-        a.add(to: dw)
+        a.store(acc)
     }
 
     // w: 9 taps, D: dy with a border of 1, R: one interleaved row -> dx [H, W] (overwritten).
