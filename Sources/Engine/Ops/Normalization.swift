@@ -106,41 +106,50 @@ public enum BatchNormTraining {
     /// movingVariance in place as Keras does (the variance folded in is var · n / (n − 1) when besselCorrected).
     ///
     /// x, y [batch, channels, spatial]; gamma, beta, mean, invStd, movingMean, movingVariance [channels].
-    /// Statistics of channel c run over its n = batch · spatial values in two passes (the mean, then the squared
-    /// deviations from it): 16-lane float sums within a plane, double across planes, always in the same order,
-    /// so the result does not depend on the thread count. The moving update is TensorFlow's FusedBatchNormV3
-    /// (what tf_keras runs for 4-D inputs): moving = (1 − f) · moving + (f · adjust) · stat, f = 1 − momentum
-    /// and adjust = n / (n − 1) for the variance when besselCorrected (tf_keras folds that one in), else 1.
+    /// The statistics of channel c run over its n = batch · spatial values in two passes (the mean, then the
+    /// squared deviations from it), summed in double in a fixed order (`BatchNormBlocks`), so the result does
+    /// not depend on the thread count.
+    /// The moving update is TensorFlow's FusedBatchNormV3 (what tf_keras runs for 4-D inputs):
+    /// moving = (1 − f) · moving + (f · adjust) · stat, f = 1 − momentum, and adjust = n / (n − 1) for the
+    /// variance when besselCorrected (tf_keras folds the Bessel-corrected variance in), else 1.
     public static func forward(_ s: BatchNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                                beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                mean: UnsafeMutablePointer<Float>, invStd: UnsafeMutablePointer<Float>,
                                movingMean: UnsafeMutablePointer<Float>, movingVariance: UnsafeMutablePointer<Float>,
                                besselCorrected: Bool, threads: Int) {
-        let n = s.batch * s.spatial, planeStride = s.channels * s.spatial
+        let n = s.batch * s.spatial
         guard n > 0 else { return }
         let factor = averagingFactor(momentum: s.momentum), keep = 1 - factor
         let adjust: Float = besselCorrected && n > 1 ? Float(n) / Float(n - 1) : 1
-        RunContext(threads: threads, scratch: nil).parallelFor(s.channels, minChunk: max(1, 16384 / n)) { channels in
+        let blocks = BatchNormBlocks(s)
+        blocks.run(threads: threads) { channels, first, width, doubles, floats in
+            let sums = doubles.0, means64 = doubles.1
+            let m = floats.0, scale = floats.1, shift = floats.2
+            // mean = Σ x / n
+            sums.update(repeating: 0, count: width)
+            for b in 0..<s.batch { addSegment(x + first + b * blocks.sampleStride, sums, width) }
             for c in channels {
-                let first = c * s.spatial
-                // mean = Σ x / n
-                var sum = 0.0
-                for b in 0..<s.batch { sum += Double(planeSum(x + first + b * planeStride, s.spatial)) }
-                let mean64 = sum / Double(n), m = Float(mean64)
-                // var = Σ (x − mean)² / n, taken around the float mean m: Σ (x − m)² = Σ (x − mean)² + n (mean − m)².
-                var squares = 0.0
-                for b in 0..<s.batch { squares += Double(planeSquaredDeviation(x + first + b * planeStride, s.spatial, m)) }
-                let variance64 = max(0, squares / Double(n) - (mean64 - Double(m)) * (mean64 - Double(m)))
-                let istd = Float(1 / (variance64 + Double(s.epsilon)).squareRoot())
-                mean[c] = m; invStd[c] = istd
-                // y = (x − mean) · (gamma · invStd) + beta
-                let normalize = NormalizeMap(mean: m, factor: gamma[c] * istd, bias: beta[c])
-                for b in 0..<s.batch {
-                    let o = first + b * planeStride
-                    mapLoop(x + o, y + o, s.spatial, normalize)
-                }
-                movingMean[c] = keep * movingMean[c] + factor * m
-                movingVariance[c] = keep * movingVariance[c] + (factor * adjust) * Float(variance64)
+                let j = c - channels.lowerBound
+                means64[j] = blocks.channelSum(sums, j) / Double(n)
+                (m + j * s.spatial).update(repeating: Float(means64[j]), count: s.spatial)
+            }
+            // var = Σ (x − mean)² / n, summed around the float mean m: Σ (x − m)² = Σ (x − mean)² + n (mean − m)².
+            sums.update(repeating: 0, count: width)
+            for b in 0..<s.batch { addSquaredDeviations(x + first + b * blocks.sampleStride, m, sums, width) }
+            for c in channels {
+                let j = c - channels.lowerBound, mf = m[j * s.spatial], gap = means64[j] - Double(mf)
+                let variance = max(0, blocks.channelSum(sums, j) / Double(n) - gap * gap)
+                let istd = Float(1 / (variance + Double(s.epsilon)).squareRoot())
+                mean[c] = mf; invStd[c] = istd
+                (scale + j * s.spatial).update(repeating: gamma[c] * istd, count: s.spatial)
+                (shift + j * s.spatial).update(repeating: beta[c], count: s.spatial)
+                movingMean[c] = keep * movingMean[c] + factor * mf
+                movingVariance[c] = keep * movingVariance[c] + (factor * adjust) * Float(variance)
+            }
+            // y = (x − mean) · (gamma · invStd) + beta
+            for b in 0..<s.batch {
+                let o = first + b * blocks.sampleStride
+                normalizeSegment(x + o, m, scale, shift, y + o, width)
             }
         }
     }
@@ -152,31 +161,39 @@ public enum BatchNormTraining {
     ///   dbeta = Σ dy,  dgamma = Σ dy · x̂,
     ///   dx = gamma · invStd · (dy − Σ dy / n − x̂ · Σ dy · x̂ / n)
     ///      = a · dy + k · (x − mean) + b  with a = gamma · invStd, k = −a · invStd² · Σ dy (x − mean) / n,
-    ///        b = −a · Σ dy / n (coefficients in double, rounded once).
+    ///        b = −a · Σ dy / n (coefficients in double, rounded once). Sums in double, in a fixed order.
     public static func backward(_ s: BatchNormShape, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                 gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
                                 dx: UnsafeMutablePointer<Float>, dgamma: UnsafeMutablePointer<Float>,
                                 dbeta: UnsafeMutablePointer<Float>, threads: Int) {
-        let n = s.batch * s.spatial, planeStride = s.channels * s.spatial
+        let n = s.batch * s.spatial
         guard n > 0 else { return }
-        RunContext(threads: threads, scratch: nil).parallelFor(s.channels, minChunk: max(1, 8192 / n)) { channels in
+        let blocks = BatchNormBlocks(s)
+        blocks.run(threads: threads) { channels, first, width, doubles, floats in
+            let sumDy = doubles.0, sumDyCentered = doubles.1
+            let m = floats.0, a = floats.1, k = floats.2, b = floats.3
+            for c in channels { (m + (c - channels.lowerBound) * s.spatial).update(repeating: mean[c], count: s.spatial) }
+            // Σ dy and Σ dy · (x − mean)
+            sumDy.update(repeating: 0, count: width)
+            sumDyCentered.update(repeating: 0, count: width)
+            for sample in 0..<s.batch {
+                let o = first + sample * blocks.sampleStride
+                addGradientSums(dy + o, x + o, m, sumDy, sumDyCentered, width)
+            }
             for c in channels {
-                let first = c * s.spatial, m = mean[c], istd = Double(invStd[c])
-                var sumDy = 0.0, sumDyCentered = 0.0
-                for b in 0..<s.batch {
-                    let o = first + b * planeStride
-                    let (d, dc) = planeGradientSums(dy + o, x + o, s.spatial, m)
-                    sumDy += Double(d); sumDyCentered += Double(dc)
-                }
-                dbeta[c] = Float(sumDy)
-                dgamma[c] = Float(sumDyCentered * istd)
-                let a = Double(gamma[c]) * istd
-                let map = BatchNormGradientMap(a: Float(a), k: Float(-a * istd * istd * sumDyCentered / Double(n)),
-                                               b: Float(-a * sumDy / Double(n)), mean: m)
-                for b in 0..<s.batch {
-                    let o = first + b * planeStride
-                    map.apply(dy + o, x + o, dx + o, s.spatial)
-                }
+                let j = c - channels.lowerBound
+                let dyTotal = blocks.channelSum(sumDy, j), dyCentered = blocks.channelSum(sumDyCentered, j)
+                let istd = Double(invStd[c]), scale = Double(gamma[c]) * istd
+                dbeta[c] = Float(dyTotal)
+                dgamma[c] = Float(dyCentered * istd)
+                (a + j * s.spatial).update(repeating: Float(scale), count: s.spatial)
+                (k + j * s.spatial).update(repeating: Float(-scale * istd * istd * dyCentered / Double(n)), count: s.spatial)
+                (b + j * s.spatial).update(repeating: Float(-scale * dyTotal / Double(n)), count: s.spatial)
+            }
+            // dx = a · dy + k · (x − mean) + b
+            for sample in 0..<s.batch {
+                let o = first + sample * blocks.sampleStride
+                gradientSegment(dy + o, x + o, m, a, k, b, dx + o, width)
             }
         }
     }
@@ -189,56 +206,114 @@ public enum BatchNormTraining {
     }
 }
 
-/// Σ p[i] over `count` floats (16 float lanes; the lanes added at the end).
-@inline(__always)
-private func planeSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
-    var acc = SIMD16<Float>(), i = 0
-    while i + 16 <= count { acc += load16(p + i); i += 16 }
-    if i < count { acc += loadPartial(p + i, count - i, fill: 0) }
-    return acc.sum()
-}
+/// How BatchNormTraining walks x [batch, channels, spatial]: channels in blocks of about 2048 values per sample
+/// (at least one channel), so that each sample holds one contiguous segment of a block and the block's values
+/// (≤ 1 MB at batch 128) stay in cache across the passes. Each pass sums the segments down the batch column by
+/// column (`sums`), then each channel adds its `spatial` columns. Blocks are split over threads; the order of
+/// every sum is fixed by the block, not by the thread.
+struct BatchNormBlocks {
+    let spatial: Int, channels: Int, channelsPerBlock: Int, sampleStride: Int
 
-/// Σ (p[i] − m)² over `count` floats.
-@inline(__always)
-private func planeSquaredDeviation(_ p: UnsafePointer<Float>, _ count: Int, _ m: Float) -> Float {
-    var acc = SIMD16<Float>(), i = 0
-    while i + 16 <= count { let d = load16(p + i) - m; acc.addProduct(d, d); i += 16 }
-    if i < count { let d = loadPartial(p + i, count - i, fill: m) - m; acc.addProduct(d, d) }
-    return acc.sum()
-}
-
-/// (Σ dy, Σ dy · (x − m)) over `count` floats.
-@inline(__always)
-private func planeGradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int,
-                               _ m: Float) -> (Float, Float) {
-    var sumDy = SIMD16<Float>(), sumDyCentered = SIMD16<Float>(), i = 0
-    while i + 16 <= count {
-        let d = load16(dy + i)
-        sumDy += d; sumDyCentered.addProduct(d, load16(x + i) - m)
-        i += 16
-    }
-    if i < count {
-        let d = loadPartial(dy + i, count - i, fill: 0)
-        sumDy += d; sumDyCentered.addProduct(d, loadPartial(x + i, count - i, fill: m) - m)
-    }
-    return (sumDy.sum(), sumDyCentered.sum())
-}
-
-/// dx = a · dy + k · (x − mean) + b, the batch-norm input gradient of one plane (dx may alias dy).
-private struct BatchNormGradientMap {
-    let a: Float, k: Float, b: Float, mean: Float
-
-    @inline(__always) func callAsFunction(_ dy: SIMD16<Float>, _ x: SIMD16<Float>) -> SIMD16<Float> {
-        ((x - mean) * k + b).addingProduct(dy, a)
+    init(_ s: BatchNormShape) {
+        spatial = s.spatial; channels = s.channels; sampleStride = s.channels * s.spatial
+        channelsPerBlock = max(1, min(s.channels, 2048 / max(s.spatial, 1)))
     }
 
-    @inline(__always)
-    func apply(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ count: Int) {
-        var i = 0
-        while i + 16 <= count { store16(self(load16(dy + i), load16(x + i)), dx + i); i += 16 }
-        if i < count {
-            let r = count - i
-            storePartial(self(loadPartial(dy + i, r, fill: 0), loadPartial(x + i, r, fill: mean)), dx + i, r)
+    /// Σ of channel j's columns of a block's `sums` row.
+    @inline(__always) func channelSum(_ sums: UnsafeMutablePointer<Double>, _ j: Int) -> Double {
+        var total = 0.0
+        for i in j * spatial..<(j + 1) * spatial { total += sums[i] }
+        return total
+    }
+
+    /// Runs `body(channels, first, width, doubles, floats)` for each block: its channel range, the offset of its
+    /// segment in sample 0, the segment's width, and scratch rows of that width (2 of doubles, 4 of floats).
+    func run(threads: Int,
+             _ body: (Range<Int>, Int, Int, (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>),
+                      (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
+                       UnsafeMutablePointer<Float>)) -> Void) {
+        let blockCount = (channels + channelsPerBlock - 1) / channelsPerBlock, maxWidth = channelsPerBlock * spatial
+        RunContext(threads: threads, scratch: nil).parallelFor(blockCount) { range in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * maxWidth) { d in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * maxWidth) { f in
+                    let d0 = d.baseAddress!, f0 = f.baseAddress!
+                    for block in range {
+                        let c0 = block * channelsPerBlock, c1 = min(channels, c0 + channelsPerBlock)
+                        body(c0..<c1, c0 * spatial, (c1 - c0) * spatial, (d0, d0 + maxWidth),
+                             (f0, f0 + maxWidth, f0 + 2 * maxWidth, f0 + 3 * maxWidth))
+                    }
+                }
+            }
         }
     }
+}
+
+// One sample's segment of a batch-norm block, `w` floats: the passes of BatchNormTraining, 8 lanes at a time
+// (sums widened to double), then the tail one by one.
+
+@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+@inline(__always) private func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> { load8(UnsafePointer(p)) }
+@inline(__always) private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+/// sums[i..<i+8] += v, in double.
+@inline(__always) private func accumulate8(_ v: SIMD8<Float>, _ sums: UnsafeMutablePointer<Double>) {
+    let raw = UnsafeMutableRawPointer(sums)
+    raw.storeBytes(of: raw.loadUnaligned(as: SIMD8<Double>.self) + SIMD8<Double>(v), as: SIMD8<Double>.self)
+}
+
+/// sums[i] += x[i]
+@inline(__always)
+private func addSegment(_ x: UnsafePointer<Float>, _ sums: UnsafeMutablePointer<Double>, _ w: Int) {
+    var i = 0
+    while i + 8 <= w { accumulate8(load8(x + i), sums + i); i += 8 }
+    while i < w { sums[i] += Double(x[i]); i += 1 }
+}
+
+/// sums[i] += (x[i] − m[i])²
+@inline(__always)
+private func addSquaredDeviations(_ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                                  _ sums: UnsafeMutablePointer<Double>, _ w: Int) {
+    var i = 0
+    while i + 8 <= w { let d = load8(x + i) - load8(m + i); accumulate8(d * d, sums + i); i += 8 }
+    while i < w { let d = x[i] - m[i]; sums[i] += Double(d * d); i += 1 }
+}
+
+/// y[i] = (x[i] − m[i]) · scale[i] + shift[i]
+@inline(__always)
+private func normalizeSegment(_ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ scale: UnsafeMutablePointer<Float>,
+                              _ shift: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ w: Int) {
+    var i = 0
+    while i + 8 <= w { store8(load8(shift + i).addingProduct(load8(x + i) - load8(m + i), load8(scale + i)), y + i); i += 8 }
+    while i < w { y[i] = (x[i] - m[i]) * scale[i] + shift[i]; i += 1 }
+}
+
+/// sumDy[i] += dy[i], sumDyCentered[i] += dy[i] · (x[i] − m[i])
+@inline(__always)
+private func addGradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                             _ sumDy: UnsafeMutablePointer<Double>, _ sumDyCentered: UnsafeMutablePointer<Double>, _ w: Int) {
+    var i = 0
+    while i + 8 <= w {
+        let d = load8(dy + i)
+        accumulate8(d, sumDy + i)
+        accumulate8(d * (load8(x + i) - load8(m + i)), sumDyCentered + i)
+        i += 8
+    }
+    while i < w { sumDy[i] += Double(dy[i]); sumDyCentered[i] += Double(dy[i] * (x[i] - m[i])); i += 1 }
+}
+
+/// dx[i] = a[i] · dy[i] + k[i] · (x[i] − m[i]) + b[i] (dx may alias dy: each lane is read before it is written).
+@inline(__always)
+private func gradientSegment(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                             _ a: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>,
+                             _ dx: UnsafeMutablePointer<Float>, _ w: Int) {
+    var i = 0
+    while i + 8 <= w {
+        let centered = load8(x + i) - load8(m + i)
+        store8(load8(b + i).addingProduct(load8(k + i), centered).addingProduct(load8(a + i), load8(dy + i)), dx + i)
+        i += 8
+    }
+    while i < w { dx[i] = a[i] * dy[i] + k[i] * (x[i] - m[i]) + b[i]; i += 1 }
 }

@@ -370,7 +370,7 @@ final class MaxUnpoolKernel: Kernel {
 
 /// GlobalAveragePool: x [planes, spatial] → y [planes], planes = batch · channels.
 public enum GlobalAveragePoolTraining {
-    /// y[p] = Σ x[p, :] / spatial (16 float lanes, added at the end).
+    /// y[p] = Σ x[p, :] / spatial (16 float lanes, added together, then the tail one by one).
     public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, planes: Int, spatial: Int,
                                threads: Int) {
         let scale = 1 / Float(spatial)
@@ -379,8 +379,9 @@ public enum GlobalAveragePoolTraining {
                 let plane = x + p * spatial
                 var acc = SIMD16<Float>(), i = 0
                 while i + 16 <= spatial { acc += load16(plane + i); i += 16 }
-                if i < spatial { acc += loadPartial(plane + i, spatial - i, fill: 0) }
-                y[p] = acc.sum() * scale
+                var sum = acc.sum()
+                while i < spatial { sum += plane[i]; i += 1 }
+                y[p] = sum * scale
             }
         }
     }
