@@ -159,13 +159,34 @@ final class PadKernel: Kernel {
 /// Zero padding of the two spatial axes (Keras ZeroPadding2D): x [planes, height, width] →
 /// y [planes, height + top + bottom, width + left + right].
 public enum Pad2DTraining {
+    /// y = x inside, 0 on the border: each output row is written once (zeros, the input row, zeros).
     public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, planes: Int, height: Int, width: Int,
                                top: Int, left: Int, bottom: Int, right: Int, threads: Int) {
-        fatalError("Pad2DTraining.forward: not implemented yet")
+        let outHeight = height + top + bottom, outWidth = width + left + right
+        RunContext(threads: threads, scratch: nil).parallelFor(planes, minChunk: max(1, 16384 / max(outHeight * outWidth, 1))) { range in
+            for p in range {
+                let src = x + p * height * width, dst = y + p * outHeight * outWidth
+                dst.update(repeating: 0, count: top * outWidth)
+                for i in 0..<height {
+                    let row = dst + (top + i) * outWidth
+                    row.update(repeating: 0, count: left)
+                    (row + left).update(from: src + i * width, count: width)
+                    (row + left + width).update(repeating: 0, count: right)
+                }
+                (dst + (top + height) * outWidth).update(repeating: 0, count: bottom * outWidth)
+            }
+        }
     }
-    /// dx (overwritten) = dy without its border.
+
+    /// dx (overwritten) = dy without its border. Of `y = x inside, 0 on the border`: the border takes no input.
     public static func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, planes: Int, height: Int,
                                 width: Int, top: Int, left: Int, bottom: Int, right: Int, threads: Int) {
-        fatalError("Pad2DTraining.backward: not implemented yet")
+        let outHeight = height + top + bottom, outWidth = width + left + right
+        RunContext(threads: threads, scratch: nil).parallelFor(planes, minChunk: max(1, 16384 / max(height * width, 1))) { range in
+            for p in range {
+                let src = dy + p * outHeight * outWidth + top * outWidth + left, dst = dx + p * height * width
+                for i in 0..<height { (dst + i * width).update(from: src + i * outWidth, count: width) }
+            }
+        }
     }
 }
