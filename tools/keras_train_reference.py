@@ -45,7 +45,7 @@ SEED = 20241201
 SNEAKERS = 8
 OTHERS = 24
 STEPS = 5
-TENSOR_DIRS = ("weights", "grads", "after")
+TENSOR_DIRS = ("weights", "grads", "after", "f64")
 
 
 def pick_batch(data_dir: str):
@@ -83,7 +83,8 @@ def bn_inputs(keras, model, x: np.ndarray):
     base = next(l for l in model.layers if isinstance(l, keras.Model))
     bns = bn_layers(keras, base)
     probe = keras.Model(base.input, [bn.input for bn in bns] + [base.output])
-    return bns, probe(model.get_layer("up_sampling2d")(x), training=True)[:-1]
+    upsample = next(l for l in model.layers if isinstance(l, keras.layers.UpSampling2D))
+    return bns, probe(upsample(x), training=True)[:-1]
 
 
 def bn_layers(keras, model) -> list:
@@ -110,10 +111,16 @@ def file_name(name: str) -> str:
     return name.replace("/", "__") + ".npy"
 
 
-def save_tensors(outdir: str, sub: str, tensors: dict) -> None:
+def save_tensors(outdir: str, sub: str, tensors: dict, dtype=np.float32) -> None:
     os.makedirs(os.path.join(outdir, sub), exist_ok=True)
     for name, value in tensors.items():
-        np.save(os.path.join(outdir, sub, file_name(name)), np.asarray(value, dtype=np.float32))
+        np.save(os.path.join(outdir, sub, file_name(name)), np.asarray(value, dtype=dtype))
+
+
+def rel_err(got, want) -> float:
+    """||got - want|| / ||want|| in float64."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-300))
 
 
 def numpy_triplet_loss(e: np.ndarray, labels: np.ndarray) -> float:
@@ -170,6 +177,41 @@ def bessel_evidence(tf, keras, model, x: np.ndarray) -> dict:
             "worst_rel_err_moving_mean": worst["mean"], "layers": layers}
 
 
+def train(tf, keras, model, trainable: list, x: np.ndarray, labels: np.ndarray) -> dict:
+    """STEPS SGD steps on the batch: step 1's embeddings, loss and gradients, and every step's loss."""
+    step = recipe.make_train_step(tf, model, recipe.sgd(keras))
+    x = tf.constant(x.astype(model.dtype))
+    out = {"losses": []}
+    for i in range(STEPS):
+        embeddings, loss, grads = step(x, tf.constant(labels))
+        out["losses"].append(float(loss))
+        if i == 0:
+            out.update(embeddings=embeddings.numpy(), loss=float(loss),
+                       grads={n: g.numpy() for n, g in zip(trainable, grads)})
+    return out
+
+
+def float64_twin(tf, keras, initial: dict, names: list, trainable: list, x: np.ndarray, labels: np.ndarray):
+    """The same weights, batch and steps in float64: how far float32 TensorFlow itself is from the exact
+    values. At this initialisation the training-mode network is ill-conditioned (each training-mode BN
+    re-amplifies the rounding of the layers before it, and the BN backward subtracts nearly equal terms):
+    float32 TensorFlow's gradients differ from float64's by several percent, so a float32 implementation
+    can only be held to TensorFlow's float32 within that distance. float64 BatchNormalization runs
+    TensorFlow's non-fused kernel, whose moving variance has no Bessel correction: moving statistics are
+    not taken from this run."""
+    keras.backend.set_floatx("float64")
+    try:
+        twin = recipe.build_embedder(keras)
+    finally:
+        keras.backend.set_floatx("float32")
+    prefixes = [l.name for l in twin.layers if isinstance(l, keras.Model)]
+    for v in twin.weights:
+        v.assign(initial[keras_name(v, prefixes)].astype(np.float64))
+    run = train(tf, keras, twin, trainable, x, labels)
+    run["after"] = {keras_name(v, prefixes): v.numpy() for v in twin.trainable_weights}
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("outdir")
@@ -196,14 +238,8 @@ def main() -> None:
     x, labels, rows = pick_batch(a.data)
     randomise(keras, model, x, np.random.default_rng(SEED))
     initial = {n: v.numpy() for n, v in zip(names, model.weights)}
-    step = recipe.make_train_step(tf, model, recipe.sgd(keras))
-    step_losses = []
-    for i in range(STEPS):
-        embeddings, loss, grads = step(tf.constant(x), tf.constant(labels))
-        step_losses.append(float(loss))
-        if i == 0:
-            first_embeddings, first_loss = embeddings.numpy(), float(loss)
-            first_grads = {n: g.numpy() for n, g in zip(trainable, grads)}
+    run = train(tf, keras, model, trainable, x, labels)
+    first_embeddings, first_loss, first_grads, step_losses = run["embeddings"], run["loss"], run["grads"], run["losses"]
     after = {n: v.numpy() for n, v in zip(names, model.weights)}
     inference = model(x, training=False).numpy()
 
@@ -230,6 +266,20 @@ def main() -> None:
     assert loss_err < 1e-5, f"TensorFlow's loss {first_loss} vs NumPy's float64 {numpy_loss}"
     assert largest > 0 and all(moved[n] > 0 for n in non_trainable), "no gradient, or a moving statistic did not move"
     bessel = bessel_evidence(tf, keras, model, x)
+    exact = float64_twin(tf, keras, initial, names, trainable, x, labels)
+    f64 = os.path.join(a.outdir, "f64")
+    os.makedirs(f64, exist_ok=True)
+    np.save(os.path.join(f64, "embeddings.npy"), exact["embeddings"])
+    np.save(os.path.join(f64, "loss.npy"), np.float64(exact["loss"]))
+    np.save(os.path.join(f64, "step_losses.npy"), np.array(exact["losses"], dtype=np.float64))
+    save_tensors(f64, "grads", exact["grads"], np.float64)
+    save_tensors(f64, "after", exact["after"], np.float64)
+    f32_vs_f64 = {"embeddings": rel_err(first_embeddings, exact["embeddings"]),
+                  "loss": rel_err(first_loss, exact["loss"]),
+                  "step_losses": [rel_err(u, v) for u, v in zip(step_losses, exact["losses"])],
+                  "grads": {n: rel_err(first_grads[n], exact["grads"][n]) for n in trainable},
+                  "after": {n: rel_err(after[n], exact["after"][n]) for n in trainable}}
+    grad_errs = sorted(v for n, v in f32_vs_f64["grads"].items() if grad_norms[n] >= 1e-4 * largest)
 
     manifest = {
         "format": 1,
@@ -263,6 +313,13 @@ def main() -> None:
                      "python": sys.version.split()[0]},
         "bessel_corrected_moving_variance": bessel.pop("answer"),
         "bessel_evidence": bessel,
+        "float64": {"files": {"embeddings": "f64/embeddings.npy", "loss": "f64/loss.npy",
+                              "step_losses": "f64/step_losses.npy", "grads": "f64/grads/<name with / as __>.npy",
+                              "after": "f64/after/<trainable name with / as __>.npy"},
+                    "what": "the same initial weights, batch and 5 steps run by tf_keras in float64 (all float64 "
+                            "files); trainable weights only in f64/after: float64 BN runs TensorFlow's non-fused "
+                            "kernel, whose moving variance skips the Bessel correction",
+                    "float32_vs_float64_rel_err": f32_vs_f64},
         "checks": {"loss_tf": first_loss, "loss_numpy_float64": numpy_loss, "loss_rel_err": loss_err},
         "grad_norms": grad_norms,
         # The loss only depends on differences of embeddings, and a training-mode BN removes any per-channel
@@ -279,6 +336,8 @@ def main() -> None:
     print(f"wrote {a.outdir}: {len(trainable)} trainable + {len(non_trainable)} non-trainable tensors; "
           f"loss {first_loss:.6f} (NumPy float64 {numpy_loss:.6f}); step losses "
           + " ".join(f"{v:.6f}" for v in step_losses)
+          + f"; float32 vs float64: embeddings {f32_vs_f64['embeddings']:.1e}, gradients median "
+          f"{grad_errs[len(grad_errs) // 2]:.1e} worst {grad_errs[-1]:.1e}, step-5 loss {f32_vs_f64['step_losses'][-1]:.1e}"
           + f"; Bessel-corrected moving variance: {manifest['bessel_corrected_moving_variance']} "
           f"(worst rel. err. biased {bessel['worst_rel_err_biased']:.2e}, Bessel {bessel['worst_rel_err_bessel']:.2e})")
 
