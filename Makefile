@@ -2,6 +2,7 @@
 #   make test    everything CI runs (.ci/run calls it)
 #   make demo    the reference experiment with the default model, writes report.html
 #   make bench   Kizuki against onnxruntime on the same model, same run (BENCH_ARGS="--load --seconds 1" ...)
+#   make bench-train  Kizuki's trainer against TensorFlow (tf_keras), same recipe and batch, same run (BENCH_TRAIN_ARGS=...)
 #   make fuzz    hostile inputs through the whole pipeline for FUZZ_SECONDS (a new seed each time)
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
@@ -14,6 +15,7 @@ CONFORMANCE_DATA := .cache/onnx-conformance
 FIXTURES := .cache/fixtures
 MODEL ?= models/keras-seed/model.onnx
 BENCH_ARGS ?=
+BENCH_TRAIN_ARGS ?=
 
 # CPU-specific code generation, decided on the machine that builds (override with CPU_FLAGS=).
 CPU_FLAGS ?= $(shell echo 'let x = 1' > /tmp/kizuki-cpu-probe.swift && swiftc -target-cpu native -parse /tmp/kizuki-cpu-probe.swift >/dev/null 2>&1 && echo "-Xswiftc -target-cpu -Xswiftc native -Xcc -march=native")
@@ -29,7 +31,7 @@ FUZZ_SECONDS ?= 1800
 FUZZ_SEED ?= $(shell date +%s)
 FUZZ_ARGS ?=
 
-.PHONY: all build test fuzz demo bench deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
+.PHONY: all build test fuzz demo bench bench-train deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
 
 all: build
 
@@ -73,11 +75,17 @@ conformance-data: $(CONFORMANCE_DATA)/.complete
 # onnxruntime's outputs. The fixture stack (TensorFlow, torch; ~2.8 GB) lives outside the checkout so
 # fresh clones on the same machine reuse it; it is rebuilt whenever the pinned requirements change.
 FIXTURE_VENV ?= $(HOME)/.cache/kizuki/venv-fixtures
-$(FIXTURES)/MANIFEST.json: tools/make_fixtures.py tools/requirements-fixtures.txt tools/requirements-fixtures-nodeps.txt
+FIXTURE_STACK := tools/requirements-fixtures.txt tools/requirements-fixtures-nodeps.txt
+$(FIXTURES)/MANIFEST.json: tools/make_fixtures.py $(FIXTURE_STACK)
 	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
 	$(FIXTURE_VENV)/bin/python tools/make_fixtures.py $(FIXTURES)
 
-fixtures: $(FIXTURES)/MANIFEST.json
+# The trainer's parity reference: 5 tf_keras SGD steps on one real batch, every tensor saved (~20 s).
+$(FIXTURES)/train-parity/manifest.json: tools/keras_train_reference.py tools/tfkeras_recipe.py tools/fashion_mnist.py $(FIXTURE_STACK)
+	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
+	$(FIXTURE_VENV)/bin/python tools/keras_train_reference.py $(FIXTURES)/train-parity
+
+fixtures: $(FIXTURES)/MANIFEST.json $(FIXTURES)/train-parity/manifest.json
 
 test: deps proto-check venv conformance-data fixtures check-ops-table
 	swift build $(TEST_BUILD)
@@ -94,6 +102,10 @@ demo: build
 
 bench: build venv
 	$(VPY) tools/bench_compare.py $(KIZUKI) $(MODEL) $(BENCH_ARGS)
+
+bench-train: build
+	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
+	$(FIXTURE_VENV)/bin/python tools/bench_train.py $(KIZUKI) $(BENCH_TRAIN_ARGS)
 
 # The README's supported-operator table is generated from the conformance allow-list.
 ops-table:

@@ -19,34 +19,16 @@ Prints JSON {auc, auc_sklearn, n_anchors, n_test} on stdout; writes the per-imag
 (float64, test-set order) to --out.
 """
 import argparse
-import gzip
 import json
-import os
-import struct
 import sys
 import time
 
 import numpy as np
 import onnxruntime as ort
 
+from fashion_mnist import load_split
+
 ort.set_default_logger_severity(3)  # hide e.g. the deprecated tf_half_pixel_for_nn notice
-
-
-def read_idx(path: str) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def load_split(data_dir: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    images = read_idx(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte.gz"))
-    assert images.shape[0] == labels.shape[0]
-    return images, labels
 
 
 def embed(sess: ort.InferenceSession, images: np.ndarray, batch: int = 256) -> np.ndarray:
