@@ -251,9 +251,7 @@ struct BatchNormBlocks {
 // One sample's segment of a batch-norm block, `w` floats: the passes of BatchNormTraining, 8 lanes at a time
 // (sums widened to double), then the tail one by one.
 
-@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
+// load8(UnsafePointer) is the conv family's (ConvDepthwise.swift).
 @inline(__always) private func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> { load8(UnsafePointer(p)) }
 @inline(__always) private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
