@@ -166,14 +166,14 @@ public enum Pad2DTraining {
         RunContext(threads: threads, scratch: nil).parallelFor(planes, minChunk: max(1, 16384 / max(outHeight * outWidth, 1))) { range in
             for p in range {
                 let src = x + p * height * width, dst = y + p * outHeight * outWidth
-                dst.update(repeating: 0, count: top * outWidth)
+                zeroRow(dst, top * outWidth)
                 for i in 0..<height {
                     let row = dst + (top + i) * outWidth
-                    row.update(repeating: 0, count: left)
-                    (row + left).update(from: src + i * width, count: width)
-                    (row + left + width).update(repeating: 0, count: right)
+                    zeroRow(row, left)
+                    copyRow(src + i * width, row + left, width)
+                    zeroRow(row + left + width, right)
                 }
-                (dst + (top + height) * outWidth).update(repeating: 0, count: bottom * outWidth)
+                zeroRow(dst + (top + height) * outWidth, bottom * outWidth)
             }
         }
     }
@@ -185,8 +185,27 @@ public enum Pad2DTraining {
         RunContext(threads: threads, scratch: nil).parallelFor(planes, minChunk: max(1, 16384 / max(height * width, 1))) { range in
             for p in range {
                 let src = dy + p * outHeight * outWidth + top * outWidth + left, dst = dx + p * height * width
-                for i in 0..<height { (dst + i * width).update(from: src + i * outWidth, count: width) }
+                for i in 0..<height { copyRow(src + i * outWidth, dst + i * width, width) }
             }
         }
     }
+}
+
+// Rows and borders of the network are short (a few to 84 floats): vectors in line beat a memmove or memset call
+// per row (Pad 128x96x42x42: backward 15 → 8 ms).
+
+/// dst[0..<n] = src[0..<n]
+@inline(__always)
+private func copyRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 16 <= n { store16(load16(src + i), dst + i); i += 16 }
+    while i < n { dst[i] = src[i]; i += 1 }
+}
+
+/// dst[0..<n] = 0
+@inline(__always)
+private func zeroRow(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 16 <= n { store16(SIMD16<Float>(), dst + i); i += 16 }
+    while i < n { dst[i] = 0; i += 1 }
 }

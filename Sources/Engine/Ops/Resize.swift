@@ -562,15 +562,28 @@ public enum UpsampleNearestTraining {
                 let rowSum = buffer.baseAddress!
                 for row in range {
                     let block = dy + row * factorH * outWidth
-                    rowSum.update(from: block, count: outWidth)
-                    for r in 1..<max(factorH, 1) {
-                        binaryLoop(UnsafePointer(rowSum), 1, block + r * outWidth, 1, rowSum, outWidth, VectorAdd.self)
+                    var i = 0
+                    while i + 16 <= outWidth {
+                        var v = load16(block + i)
+                        for r in 1..<max(factorH, 1) { v += load16(block + r * outWidth + i) }
+                        store16(v, rowSum + i)
+                        i += 16
+                    }
+                    while i < outWidth {
+                        var v = block[i]
+                        for r in 1..<max(factorH, 1) { v += block[r * outWidth + i] }
+                        rowSum[i] = v
+                        i += 1
                     }
                     let out = dx + row * width
-                    for j in 0..<width {
-                        var s = rowSum[j * factorW]
-                        for k in 1..<max(factorW, 1) { s += rowSum[j * factorW + k] }
-                        out[j] = s
+                    if factorW == 3 {
+                        for j in 0..<width { out[j] = rowSum[3 * j] + rowSum[3 * j + 1] + rowSum[3 * j + 2] }
+                    } else {
+                        for j in 0..<width {
+                            var s = rowSum[j * factorW]
+                            for k in 1..<max(factorW, 1) { s += rowSum[j * factorW + k] }
+                            out[j] = s
+                        }
                     }
                 }
             }

@@ -25,8 +25,9 @@ final class ReusedArray {
 }
 
 /// What a forward keeps for its backward (BatchNormalization's statistics, ReLU6's output), as the trainer does,
-/// tagged with the input buffers it came from. The table calls backward on the arrays it just ran forward on;
-/// a backward on other arrays runs the forward again first.
+/// tagged with the input buffers it came from. The gradient test and a timing loop call backward on the arrays
+/// they just ran forward on, unchanged; a backward on other arrays runs the forward again first. (Arrays
+/// mutated in place between the two calls would keep their storage and be taken for the same.)
 final class SavedForward {
     private var inputs: [Int] = []
 

@@ -15,7 +15,7 @@ public struct GradCase {
     public var inputRanges: [ClosedRange<Float>]
     /// Per input, an optional map applied to each uniform draw (nil: the draw as is), for inputs that must avoid
     /// points inside their range, e.g. ReLU6's kinks: the finite-difference step must not cross one.
-    public var inputMaps: [(@Sendable (Float) -> Float)?]
+    public var inputMaps: [((Float) -> Float)?]
     /// Inputs whose gradient the backward kernel returns (the others get nil).
     public var differentiable: [Bool]
     public var outputShape: [Int]
@@ -29,7 +29,7 @@ public struct GradCase {
     public var backward: ([[Float]], [Float]) -> [[Float]?]
 
     public init(op: String, name: String, inputShapes: [[Int]], inputRanges: [ClosedRange<Float>]? = nil,
-                inputMaps: [(@Sendable (Float) -> Float)?]? = nil, differentiable: [Bool]? = nil, outputShape: [Int],
+                inputMaps: [((Float) -> Float)?]? = nil, differentiable: [Bool]? = nil, outputShape: [Int],
                 tolerance: Double = 1e-4,
                 reference: @escaping ([[Double]]) -> [Double], forward: @escaping ([[Float]]) -> [Float],
                 backward: @escaping ([[Float]], [Float]) -> [[Float]?]) {

@@ -33,7 +33,9 @@ extension OpTable {
         return batchNorms.map { batchNormCase(batch: $0.0, channels: $0.1, spatial: $0.2, threads: threads) }
             + relu6s.map { relu6Case(shape: $0, threads: threads) }
             + adds.map { addCase(shape: $0, threads: threads) } + (timing ? [] : [addTwiceCase(shape: [3, 37], threads: threads)])
-            + upsamples.map { upsampleCase(planes: $0.0, height: $0.1, width: $0.2, factorH: $0.3, factorW: $0.4, threads: threads) }
+            + upsamples.map {
+                upsampleCase(planes: $0.0, height: $0.1, width: $0.2, factorH: $0.3, factorW: $0.4, threads: threads)
+            }
             + pads.map { padCase(planes: $0.0, side: $0.1, top: $0.2, left: $0.3, bottom: $0.4, right: $0.5, threads: threads) }
             + pools.map { globalAveragePoolCase(planes: $0.0, spatial: $0.1, threads: threads) }
             + denses.map { denseCase(rows: $0.0, inFeatures: $0.1, outFeatures: $0.2, threads: threads) }
@@ -67,9 +69,12 @@ extension OpTable {
             }
         }
         return GradCase(
-            op: "BatchNormalization", name: "\(batch)x\(channels)x\(spatial)", inputShapes: [[batch, channels, spatial], [channels], [channels]],
+            op: "BatchNormalization", name: "\(batch)x\(channels)x\(spatial)",
+            inputShapes: [[batch, channels, spatial], [channels], [channels]],
             inputRanges: [-2...3, 0.5...1.5, -1...1], outputShape: [batch, channels, spatial],
-            reference: { referenceBatchNorm($0[0], gamma: $0[1], beta: $0[2], channels: channels, spatial: spatial, epsilon: 1e-3) },
+            reference: {
+                referenceBatchNorm($0[0], gamma: $0[1], beta: $0[2], channels: channels, spatial: spatial, epsilon: 1e-3)
+            },
             forward: forward,
             backward: { inputs, g in
                 if !saved.matches(inputs) { _ = forward(inputs) }
@@ -144,9 +149,13 @@ extension OpTable {
             reference: { zip($0[0], $0[1]).map { $0 + ($0 + $1) } },
             forward: { inputs in
                 withFloatPointers(inputs) { p in
-                    let sum = t.write(count: count) { AddTraining.forward(a: p[0], b: p[1], y: $0, count: count, threads: threads) }
+                    let sum = t.write(count: count) {
+                        AddTraining.forward(a: p[0], b: p[1], y: $0, count: count, threads: threads)
+                    }
                     return sum.withUnsafeBufferPointer { sum in
-                        y.write(count: count) { AddTraining.forward(a: p[0], b: sum.baseAddress!, y: $0, count: count, threads: threads) }
+                        y.write(count: count) {
+                            AddTraining.forward(a: p[0], b: sum.baseAddress!, y: $0, count: count, threads: threads)
+                        }
                     }
                 }
             },
@@ -169,7 +178,9 @@ extension OpTable {
         return GradCase(
             op: "UpsampleNearest", name: "\(planes)x\(height)x\(width) x(\(factorH),\(factorW))",
             inputShapes: [[planes, height, width]], outputShape: outShape,
-            reference: { referenceUpsample($0[0], planes: planes, height: height, width: width, factorH: factorH, factorW: factorW) },
+            reference: {
+                referenceUpsample($0[0], planes: planes, height: height, width: width, factorH: factorH, factorW: factorW)
+            },
             forward: { inputs in
                 withFloatPointers(inputs) { p in
                     y.write(count: outShape.reduce(1, *)) {
@@ -194,7 +205,9 @@ extension OpTable {
         return GradCase(
             op: "Pad", name: "\(planes)x\(side)x\(side) pad(\(top),\(left),\(bottom),\(right))",
             inputShapes: [[planes, side, side]], outputShape: outShape,
-            reference: { referencePad($0[0], planes: planes, height: side, width: side, top: top, left: left, bottom: bottom, right: right) },
+            reference: {
+                referencePad($0[0], planes: planes, height: side, width: side, top: top, left: left, bottom: bottom, right: right)
+            },
             forward: { inputs in
                 withFloatPointers(inputs) { p in
                     y.write(count: outShape.reduce(1, *)) {
@@ -220,7 +233,9 @@ extension OpTable {
             reference: { x in (0..<planes).map { p in x[0][p * spatial..<(p + 1) * spatial].reduce(0, +) / Double(spatial) } },
             forward: { inputs in
                 withFloatPointers(inputs) { p in
-                    y.write(count: planes) { GlobalAveragePoolTraining.forward(x: p[0], y: $0, planes: planes, spatial: spatial, threads: threads) }
+                    y.write(count: planes) {
+                        GlobalAveragePoolTraining.forward(x: p[0], y: $0, planes: planes, spatial: spatial, threads: threads)
+                    }
                 }
             },
             backward: { _, g in
@@ -239,7 +254,9 @@ extension OpTable {
         return GradCase(
             op: "Dense", name: "\(rows)x\(inFeatures) -> \(outFeatures)",
             inputShapes: [[rows, inFeatures], [inFeatures, outFeatures], [outFeatures]], outputShape: [rows, outFeatures],
-            reference: { referenceDense($0[0], w: $0[1], b: $0[2], rows: rows, inFeatures: inFeatures, outFeatures: outFeatures) },
+            reference: {
+                referenceDense($0[0], w: $0[1], b: $0[2], rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+            },
             forward: { inputs in
                 withFloatPointers(inputs) { p in
                     y.write(count: rows * outFeatures) {
