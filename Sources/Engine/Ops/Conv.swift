@@ -367,7 +367,7 @@ final class ConvKernel: Kernel {
 
     /// 1×1, stride 1, unpadded: per image and group, Y[Mg, S] = W[Mg, Cg] · X[Cg, S].
     func convPointwise(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               y: UnsafeMutablePointer<Float>, context: RunContext) {
+                       y: UnsafeMutablePointer<Float>, context: RunContext) {
         let s = g.outSpatial, mg = g.outCg, cg = g.inCg
         let act = activation
         // Work items: (image, group, column range). With fewer images·groups than threads (one image),
@@ -405,7 +405,7 @@ final class ConvKernel: Kernel {
 
     /// 1×1 over small images: gather X into [C, N·S], one GEMM to [M, N·S], scatter with the epilogue.
     func convPointwiseBatched(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                                      y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, context: RunContext) {
+                              y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, context: RunContext) {
         let s = g.outSpatial, n = g.batch, c = g.inC, m = g.outC, cols = n * s
         let xt = scratch, yt = scratch + (c * cols + 15) / 16 * 16
         context.parallelFor(c, minChunk: max(1, 16384 / max(cols, 1))) { range in
@@ -430,7 +430,7 @@ final class ConvKernel: Kernel {
     /// General conv: per image and group, unfold the receptive fields into columns [Cg·kvol, oS]
     /// (im2col) and multiply by W[Mg, Cg·kvol].
     func convIm2col(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                            y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, context: RunContext) {
+                    y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, context: RunContext) {
         let os = g.outSpatial, mg = g.outCg, cg = g.inCg, kdim = cg * g.kernelVolume
         let act = activation
         let tasks = g.batch * g.group, slots = g.im2colSlots

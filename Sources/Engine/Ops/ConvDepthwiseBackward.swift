@@ -14,6 +14,7 @@ import Foundation
 /// - D: dy with `dBorder` zero rows above and zero columns left, and zeros past its end, so dx can
 ///   gather dy at indices below 0 and past the last row or column without tests;
 /// - R: one dx row interleaved back from even and odd columns (stride 2).
+/// Every row has room for 8 floats from its first data cell on (see `copyRow`).
 struct DepthwiseBackwardLayout {
     var pRowFloats = 0, pRows = 0, half = 0
     var dRowFloats = 0, dRows = 0, dBorder = 0
@@ -26,7 +27,7 @@ struct DepthwiseBackwardLayout {
         let h = s.height, w = s.width, pT = s.padTop, pL = s.padLeft
         if s.strideH == 1 {
             // dw reads P[oh + kh][ox + kw ..< +8] for ox < oW8; dx reads D[ih + pT - kh + 2][iw + pL - kw + 2 ..< +8] for iw < W8.
-            pRowFloats = max(pL + w, oW8 + 2)
+            pRowFloats = max(pL + (w + 7) / 8 * 8, oW8 + 2)
             pRows = max(pT + h, oH + 2)
             dBorder = 2
             dRowFloats = max(2 + oW8, pL + (w + 7) / 8 * 8 + 2)
@@ -41,7 +42,7 @@ struct DepthwiseBackwardLayout {
             dBorder = 1
             dRowFloats = max(1 + oW8, 1 + j8)
             dRows = max(1 + oH, 1 + (h - 1 + pT) / 2 + 1)
-            rFloats = 2 * j8
+            rFloats = 2 * j8 + 8
         }
     }
 
@@ -49,6 +50,20 @@ struct DepthwiseBackwardLayout {
     var dFloats: Int { roundUp16(dRowFloats * dRows) }
     /// P, D, R, then the slot's dw accumulators (`Taps3x3.floats` per channel).
     func slotFloats(channels: Int) -> Int { pFloats + dFloats + roundUp16(rFloats) + channels * Taps3x3.floats }
+}
+
+/// Copies a row of `count` floats into a buffer row. Rows of at most 8 go as one vector whose lanes past
+/// `count` are zeroed (they land on cells that must stay zero), when 8 floats can be read at `src` (before
+/// `end`): on small planes the calls of a general copy would cost more than the copying.
+@inline(__always) private func copyRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int,
+                                       end: UnsafePointer<Float>) {
+    if count <= 8 && src + 8 <= end {
+        var v = load8(src)
+        v.replace(with: 0, where: SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .>= SIMD8<Int32>(repeating: Int32(count)))
+        store8(v, dst, 8)
+    } else {
+        dst.update(from: src, count: count)
+    }
 }
 
 /// Nine SIMD accumulators, one per tap of a 3×3 filter, kept in memory between planes (8 floats each).
@@ -79,6 +94,7 @@ extension ConvTraining {
         let channels = s.inChannels, slots = plan.slots, n = s.batch
         let h = s.height, wd = s.width, oH = s.outHeight, oW = s.outWidth
         let inPlane = h * wd, outPlane = oH * oW
+        let xEnd = x + s.inputCount, dyEnd = dy + s.outputCount
         let accOffset = layout.pFloats + layout.dFloats + roundUp16(layout.rFloats)
         context.parallelFor(slots) { range in
             for slot in range {
@@ -91,13 +107,13 @@ extension ConvTraining {
                     for ih in 0..<h {
                         let row = p + (s.padTop + ih) * layout.pRowFloats
                         if s.strideH == 1 {
-                            (row + s.padLeft).update(from: xp + ih * wd, count: wd)
+                            copyRow(row + s.padLeft, xp + ih * wd, wd, end: xEnd)
                         } else {
                             copyDeinterleaved(row, half: layout.half, xp + ih * wd, wd, pad: s.padLeft)
                         }
                     }
                     for oh in 0..<oH {
-                        (d + (layout.dBorder + oh) * layout.dRowFloats + layout.dBorder).update(from: dyp + oh * oW, count: oW)
+                        copyRow(d + (layout.dBorder + oh) * layout.dRowFloats + layout.dBorder, dyp + oh * oW, oW, end: dyEnd)
                     }
                     if s.strideH == 1 {
                         depthwise3x3s1Weights(layout, oH: oH, oW: oW, p: p, d: d, acc: accC)
@@ -148,6 +164,7 @@ extension ConvTraining {
     // so:      dx[ih][iw] = Σ_kh,kw w[kh][kw] · dy[ih + pT − kh][iw + pL − kw]   (dy is 0 outside its plane)
     private static func depthwise3x3s1Data(_ s: Conv2DShape, _ l: DepthwiseBackwardLayout, w: UnsafePointer<Float>,
                                            d: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let inPlane = s.height * s.width
         let w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8]
         let width = s.width
         for ih in 0..<s.height {
@@ -161,7 +178,8 @@ extension ConvTraining {
                 a0.addProduct(load8(g0 + iw), w0); a1.addProduct(load8(g1 + iw), w3); a2.addProduct(load8(g2 + iw), w6)
                 a0.addProduct(load8(g0 + iw - 1), w1); a1.addProduct(load8(g1 + iw - 1), w4); a2.addProduct(load8(g2 + iw - 1), w7)
                 a0.addProduct(load8(g0 + iw - 2), w2); a1.addProduct(load8(g1 + iw - 2), w5); a2.addProduct(load8(g2 + iw - 2), w8)
-                store8(a0 + a1 + a2, out + iw, width - iw)
+                // A short last block may spill into the next rows of this plane: they are written after it.
+                store8(a0 + a1 + a2, out + iw, ih * width + iw + 8 <= inPlane ? 8 : width - iw)
                 iw += 8
             }
         }
@@ -198,7 +216,7 @@ extension ConvTraining {
     // and dx[ih][iw] = dxpad[ih + pT][iw + pL]. Each row is built as even (E) and odd (O) halves, interleaved in R.
     private static func depthwise3x3s2Data(_ s: Conv2DShape, _ l: DepthwiseBackwardLayout, w: UnsafePointer<Float>,
                                            d: UnsafePointer<Float>, r: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>) {
-        let width = s.width
+        let width = s.width, inPlane = s.height * s.width
         for ih in 0..<s.height {
             let ph = ih + s.padTop
             // The D row (border 1, so row 1 + oh) of the first tap row, and its filter row.
@@ -230,7 +248,12 @@ extension ConvTraining {
                     j += 8
                 }
             }
-            (dx + ih * width).update(from: r + s.padLeft, count: width)
+            if width <= 8 && ih * width + 8 <= inPlane {
+                // Spills into the next rows of this plane, written after this one.
+                store8(load8(r + s.padLeft), dx + ih * width, 8)
+            } else {
+                (dx + ih * width).update(from: r + s.padLeft, count: width)
+            }
         }
     }
 

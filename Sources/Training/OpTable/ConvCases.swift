@@ -48,6 +48,11 @@ extension OpTable {
             ("grouped 2x3 s(2,1) pad(1,0,0,2) group 2, fallback", S(batch: 2, inChannels: 4, height: 7, width: 5, outChannels: 6,
                                                                    kernelH: 2, kernelW: 3, strideH: 2, strideW: 1, group: 2,
                                                                    padTop: 1, padRight: 2), true),
+            ("grouped pointwise 1x1 group 2, fallback", S(batch: 2, inChannels: 4, height: 3, width: 5, outChannels: 6, kernelH: 1,
+                                                          kernelW: 1, group: 2), true),
+            ("depthwise multiplier 2 3x3 s1 pad(1,1,1,1), fallback", S(batch: 2, inChannels: 2, height: 5, width: 4, outChannels: 4,
+                                                                      kernelH: 3, kernelW: 3, group: 2,
+                                                                      padTop: 1, padLeft: 1, padBottom: 1, padRight: 1), true),
             ("1x1 s2, fallback", S(batch: 2, inChannels: 3, height: 7, width: 6, outChannels: 4, kernelH: 1, kernelW: 1,
                                    strideH: 2, strideW: 2), true),
         ]
