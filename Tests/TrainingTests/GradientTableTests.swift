@@ -15,8 +15,11 @@ final class GradientTableTests: XCTestCase {
         var worst: [String: (forward: Double, gradient: Double)] = [:]
         for (index, c) in OpTable.cases(.check).enumerated() {
             var rng = SplitMix(seed: UInt64(index) &+ 0x5EED)
-            let inputs = zip(c.inputShapes, c.inputRanges).map { shape, range in
-                (0..<shape.reduce(1, *)).map { _ in Float(rng.uniform(Double(range.lowerBound), Double(range.upperBound))) }
+            let inputs = zip(c.inputShapes, c.inputRanges).enumerated().map { i, shapeAndRange in
+                let (shape, range) = shapeAndRange
+                return (0..<shape.reduce(1, *)).map { _ in
+                    c.sample(i, Float(rng.uniform(Double(range.lowerBound), Double(range.upperBound))))
+                }
             }
             let inputs64 = inputs.map { $0.map(Double.init) }
             let count = c.outputShape.reduce(1, *)

@@ -403,15 +403,28 @@ func softmaxStrided(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
 
 // MARK: - Training
 
-/// ReLU6 (Clip 0…6) as the trainer runs it, over `count` floats.
+/// ReLU6 (Clip 0…6) as the trainer runs it, over `count` floats: x, y, dy, dx all [count].
 public enum Relu6Training {
     /// y = min(max(x, 0), 6). y may alias x.
     public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, count: Int, threads: Int) {
-        fatalError("Relu6Training.forward: not implemented yet")
+        RunContext(threads: threads, scratch: nil).parallelFor(count, minChunk: 1 << 14) { r in
+            mapLoop(x + r.lowerBound, y + r.lowerBound, r.count, ClipMap(lo: 0, hi: 6))
+        }
     }
     /// dx = dy where 0 < y < 6, else 0 (TensorFlow's Relu6Grad, from the output). dx may alias dy.
+    /// Of `y = min(max(x, 0), 6)`: dy/dx is 1 strictly inside the interval and 0 on the clipped sides.
     public static func backward(y: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
                                 count: Int, threads: Int) {
-        fatalError("Relu6Training.backward: not implemented yet")
+        @inline(__always) func gate(_ y: SIMD16<Float>, _ dy: SIMD16<Float>) -> SIMD16<Float> {
+            dy.replacing(with: 0, where: (y .<= 0) .| (y .>= 6))
+        }
+        RunContext(threads: threads, scratch: nil).parallelFor(count, minChunk: 1 << 14) { r in
+            var i = r.lowerBound
+            while i + 16 <= r.upperBound { store16(gate(load16(y + i), load16(dy + i)), dx + i); i += 16 }
+            if i < r.upperBound {
+                let n = r.upperBound - i
+                storePartial(gate(loadPartial(y + i, n, fill: 0), loadPartial(dy + i, n, fill: 0)), dx + i, n)
+            }
+        }
     }
 }

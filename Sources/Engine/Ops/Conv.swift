@@ -262,6 +262,12 @@ final class ConvKernel: Kernel {
     /// (comparing arrays allocates nothing) instead of rebuilding it.
     private(set) var geometries: [(x: [Int], w: [Int], geometry: ConvGeometry)] = []
 
+    /// A Conv outside any graph (the trainer's forward): an explicit window, no bias, no activation.
+    init(window: WindowAttributes, group: Int) {
+        self.window = window
+        self.group = group
+    }
+
     init(_ info: NodeInfo) throws {
         window = try WindowAttributes(info)
         group = try info.int("group", 1)
@@ -360,7 +366,7 @@ final class ConvKernel: Kernel {
     }
 
     /// 1×1, stride 1, unpadded: per image and group, Y[Mg, S] = W[Mg, Cg] · X[Cg, S].
-    private func convPointwise(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    func convPointwise(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                y: UnsafeMutablePointer<Float>, context: RunContext) {
         let s = g.outSpatial, mg = g.outCg, cg = g.inCg
         let act = activation
@@ -398,7 +404,7 @@ final class ConvKernel: Kernel {
     }
 
     /// 1×1 over small images: gather X into [C, N·S], one GEMM to [M, N·S], scatter with the epilogue.
-    private func convPointwiseBatched(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    func convPointwiseBatched(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                       y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, context: RunContext) {
         let s = g.outSpatial, n = g.batch, c = g.inC, m = g.outC, cols = n * s
         let xt = scratch, yt = scratch + (c * cols + 15) / 16 * 16
@@ -423,7 +429,7 @@ final class ConvKernel: Kernel {
 
     /// General conv: per image and group, unfold the receptive fields into columns [Cg·kvol, oS]
     /// (im2col) and multiply by W[Mg, Cg·kvol].
-    private func convIm2col(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    func convIm2col(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                             y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, context: RunContext) {
         let os = g.outSpatial, mg = g.outCg, cg = g.inCg, kdim = cg * g.kernelVolume
         let act = activation
@@ -470,10 +476,7 @@ func convIm2colRow(_ g: ConvGeometry, row: Int, src: UnsafePointer<Float>, dst: 
     let c = row / kvol, k = row % kvol
     let kd = k / (g.kH * g.kW), kh = (k / g.kW) % g.kH, kw = k % g.kW
     let plane = src + c * g.inSpatial
-    // Output columns whose input column is inside [0, inW).
-    let off = kw * g.dW - g.pW
-    let lo = off >= 0 ? 0 : Swift.min(g.oW, (-off + g.sW - 1) / g.sW)
-    let hi = g.inW - 1 - off < 0 ? 0 : Swift.min(g.oW, (g.inW - 1 - off) / g.sW + 1)
+    let (off, lo, hi) = convValidColumns(g, kw: kw)
     var out = dst
     for od in 0..<g.oD {
         let id = od * g.sD - g.pD + kd * g.dD
@@ -492,6 +495,40 @@ func convIm2colRow(_ g: ConvGeometry, row: Int, src: UnsafePointer<Float>, dst: 
                 if hi < g.oW { (out + hi).update(repeating: 0, count: g.oW - hi) }
             }
             out += g.oW
+        }
+    }
+}
+
+/// Kernel column kw reads input column ow·sW + off for output column ow; [lo, hi) are the output columns
+/// for which that lies inside [0, inW).
+@inline(__always)
+func convValidColumns(_ g: ConvGeometry, kw: Int) -> (off: Int, lo: Int, hi: Int) {
+    let off = kw * g.dW - g.pW
+    let lo = off >= 0 ? 0 : Swift.min(g.oW, (-off + g.sW - 1) / g.sW)
+    let hi = g.inW - 1 - off < 0 ? 0 : Swift.min(g.oW, (g.inW - 1 - off) / g.sW + 1)
+    return (off, lo, hi)
+}
+
+/// The adjoint of `convIm2colRow`: adds one row of a column-matrix gradient back onto the input
+/// positions that row was read from (what it read from padding has nowhere to go and drops out).
+/// Forward: `out[ow] = line[ow * g.sW]`, so backward: `line[ow * g.sW] += from[ow]`.
+@inline(__always)
+func convCol2imRow(_ g: ConvGeometry, row: Int, src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>) {
+    let kvol = g.kernelVolume
+    let c = row / kvol, k = row % kvol
+    let kd = k / (g.kH * g.kW), kh = (k / g.kW) % g.kH, kw = k % g.kW
+    let plane = dst + c * g.inSpatial
+    let (off, lo, hi) = convValidColumns(g, kw: kw)
+    var from = src
+    for od in 0..<g.oD {
+        let id = od * g.sD - g.pD + kd * g.dD
+        for oh in 0..<g.oH {
+            let ih = oh * g.sH - g.pH + kh * g.dH
+            if id >= 0 && id < g.inD && ih >= 0 && ih < g.inH && lo < hi {
+                let line = plane + (id * g.inH + ih) * g.inW + off
+                for ow in lo..<hi { line[ow * g.sW] += from[ow] }
+            }
+            from += g.oW
         }
     }
 }
@@ -523,22 +560,75 @@ public struct Conv2DShape: Equatable, Sendable {
     public var isDepthwise: Bool { group > 1 && group == inChannels && group == outChannels }
 }
 
+extension Conv2DShape {
+    /// The window as a Conv node's attributes would give it.
+    var window: WindowAttributes {
+        WindowAttributes(kernelShape: [kernelH, kernelW], strides: [strideH, strideW], pads: [padTop, padLeft, padBottom, padRight])
+    }
+
+    /// The engine's geometry of this convolution, with per-thread scratch slots for `threads` threads.
+    func geometry(threads: Int) -> ConvGeometry {
+        do {
+            return try ConvGeometry(x: [batch, inChannels, height, width], w: [outChannels, inChannels / group, kernelH, kernelW],
+                                    attributes: window, group: group, threads: threads)
+        } catch {
+            preconditionFailure("ConvTraining: \(self) is not a valid convolution: \(error)")
+        }
+    }
+}
+
+/// The trainer's convolutions. The forward is the inference kernel's (same paths, no bias or activation);
+/// the backward takes one of the paths of `ConvBackwardPlan`. Both are bit-reproducible for a fixed
+/// thread count: every weight gradient is summed in a fixed order (see each path).
 public enum ConvTraining {
     /// Floats of scratch that `forward` and `backward` need for this shape on `threads` threads.
     public static func scratchFloats(_ s: Conv2DShape, threads: Int) -> Int {
-        fatalError("ConvTraining.scratchFloats: not implemented yet")
+        max(16, s.geometry(threads: threads).scratchFloats, ConvBackwardPlan(s, threads: threads).scratchFloats)
     }
 
     /// y [batch, outChannels, outHeight, outWidth] = conv(x, w).
     public static func forward(_ s: Conv2DShape, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                                y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
-        fatalError("ConvTraining.forward: not implemented yet")
+        let g = s.geometry(threads: threads)
+        if g.batch == 0 || g.outC == 0 || g.outSpatial == 0 { return }
+        let kernel = ConvKernel(window: s.window, group: s.group)
+        let context = RunContext(threads: max(1, threads), scratch: UnsafeMutableRawPointer(scratch))
+        switch g.path {
+        case .pointwise, .pointwiseSmall:
+            // The few-pixels path streams pre-packed weight panels; the trainer's weights change every step.
+            kernel.convPointwise(g, x: x, w: w, bias: nil, y: y, context: context)
+        case .pointwiseBatched:
+            kernel.convPointwiseBatched(g, x: x, w: w, bias: nil, y: y, scratch: scratch, context: context)
+        case .depthwiseSmall:
+            kernel.convDepthwiseFlat(g, x: x, w: w, bias: nil, y: y, scratch: scratch, context: context)
+        case .depthwise:
+            kernel.convDepthwise(g, x: x, w: w, bias: nil, y: y, scratch: scratch, context: context)
+        case .im2col:
+            kernel.convIm2col(g, x: x, w: w, bias: nil, y: y, scratch: scratch, context: context)
+        }
     }
 
     /// Given dy (y's shape): dw = dL/dw (overwritten) and, unless dx is nil (the first layer), dx = dL/dx (overwritten).
     public static func backward(_ s: Conv2DShape, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                                 dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
                                 scratch: UnsafeMutablePointer<Float>, threads: Int) {
-        fatalError("ConvTraining.backward: not implemented yet")
+        let plan = ConvBackwardPlan(s, threads: threads)
+        let context = RunContext(threads: max(1, threads), scratch: UnsafeMutableRawPointer(scratch))
+        if s.outputCount == 0 {
+            // No output depends on anything: both gradients are zero.
+            dw.update(repeating: 0, count: s.weightCount)
+            dx?.update(repeating: 0, count: s.inputCount)
+            return
+        }
+        switch plan.path {
+        case .pointwise:
+            convPointwiseBackward(s, plan, x: x, w: w, dy: dy, dx: dx, dw: dw, scratch: scratch, context: context)
+        case .pointwiseGathered:
+            convPointwiseGatheredBackward(s, x: x, w: w, dy: dy, dx: dx, dw: dw, scratch: scratch, context: context)
+        case .depthwise3x3:
+            convDepthwise3x3Backward(s, plan, x: x, w: w, dy: dy, dx: dx, dw: dw, scratch: scratch, context: context)
+        case .im2col:
+            convIm2colBackward(s, plan, x: x, w: w, dy: dy, dx: dx, dw: dw, scratch: scratch, context: context)
+        }
     }
 }

@@ -5,7 +5,8 @@ import Foundation
 // bounds. Row kernels: 3×3 stride 1 (two output rows per step), 3×3 stride 2 (rows stored as even then
 // odd columns), and a generic loop. Small planes at stride 1 use the flattened-plane path at the end.
 
-@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+/// Eight floats from any address (the conv family's SIMD loops read at every offset).
+@inline(__always) func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }
 
@@ -15,7 +16,7 @@ import Foundation
 
 /// Stores the first `count` (≤ 8) lanes. The partial case goes through memory on purpose: indexing
 /// lanes dynamically (v[i]) would make the compiler split every vector of the caller into halves.
-@inline(__always) private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
+@inline(__always) func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
     if count >= 8 {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
     } else {
@@ -28,8 +29,8 @@ import Foundation
 
 /// Copies an input row into a deinterleaved padded row: padded column c = pad + i goes to
 /// row[c / 2] when c is even and to row[half + c / 2] when odd.
-@inline(__always) private func copyDeinterleaved(_ row: UnsafeMutablePointer<Float>, half: Int, _ src: UnsafePointer<Float>,
-                                                 _ count: Int, pad: Int) {
+@inline(__always) func copyDeinterleaved(_ row: UnsafeMutablePointer<Float>, half: Int, _ src: UnsafePointer<Float>,
+                                         _ count: Int, pad: Int) {
     // Input index i lands in the even half when pad + i is even.
     let evenBase = row + (pad + 1) / 2, oddBase = row + half + pad / 2
     // Inputs with i even go to `first`, odd i to `second` (which half depends on the parity of pad).

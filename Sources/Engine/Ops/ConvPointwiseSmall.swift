@@ -31,10 +31,6 @@ func convPackPanels(w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outC: 
     }
 }
 
-@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
 extension ConvKernel {
     // X: [N,C,H,W] with N·H·W ≤ 16, panels of W: [M,C,1,1] -> Y: [N,M,H,W]
     func convPointwiseSmall(_ g: ConvGeometry, x: UnsafePointer<Float>, panels: UnsafePointer<Float>,

@@ -27,6 +27,16 @@ struct WindowAttributes {
     var pads: [Int]?
     var ceilMode: Bool
 
+    /// Explicit kernel, strides and ONNX-ordered pads (all begins, then all ends): no auto_pad, no dilation.
+    init(kernelShape: [Int], strides: [Int], pads: [Int]) {
+        autoPad = .notSet
+        self.kernelShape = kernelShape
+        self.strides = strides
+        dilations = nil
+        self.pads = pads
+        ceilMode = false
+    }
+
     init(_ info: NodeInfo, ceilMode: Bool = false) throws {
         autoPad = try AutoPad(info)
         kernelShape = try info.sizes("kernel_shape")

@@ -159,13 +159,53 @@ final class PadKernel: Kernel {
 /// Zero padding of the two spatial axes (Keras ZeroPadding2D): x [planes, height, width] →
 /// y [planes, height + top + bottom, width + left + right].
 public enum Pad2DTraining {
+    /// y = x inside, 0 on the border: each output row is written once (zeros, the input row, zeros).
     public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, planes: Int, height: Int, width: Int,
                                top: Int, left: Int, bottom: Int, right: Int, threads: Int) {
-        fatalError("Pad2DTraining.forward: not implemented yet")
+        let outHeight = height + top + bottom, outWidth = width + left + right
+        RunContext(threads: threads, scratch: nil).parallelFor(planes, minChunk: max(1, 16384 / max(outHeight * outWidth, 1))) { range in
+            for p in range {
+                let src = x + p * height * width, dst = y + p * outHeight * outWidth
+                zeroRow(dst, top * outWidth)
+                for i in 0..<height {
+                    let row = dst + (top + i) * outWidth
+                    zeroRow(row, left)
+                    copyRow(src + i * width, row + left, width)
+                    zeroRow(row + left + width, right)
+                }
+                zeroRow(dst + (top + height) * outWidth, bottom * outWidth)
+            }
+        }
     }
-    /// dx (overwritten) = dy without its border.
+
+    /// dx (overwritten) = dy without its border. Of `y = x inside, 0 on the border`: the border takes no input.
     public static func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, planes: Int, height: Int,
                                 width: Int, top: Int, left: Int, bottom: Int, right: Int, threads: Int) {
-        fatalError("Pad2DTraining.backward: not implemented yet")
+        let outHeight = height + top + bottom, outWidth = width + left + right
+        RunContext(threads: threads, scratch: nil).parallelFor(planes, minChunk: max(1, 16384 / max(height * width, 1))) { range in
+            for p in range {
+                let src = dy + p * outHeight * outWidth + top * outWidth + left, dst = dx + p * height * width
+                for i in 0..<height { copyRow(src + i * outWidth, dst + i * width, width) }
+            }
+        }
     }
+}
+
+// Rows and borders of the network are short (a few to 84 floats): vectors in line beat a memmove or memset call
+// per row (Pad 128x96x42x42: backward 15 → 8 ms).
+
+/// dst[0..<n] = src[0..<n]
+@inline(__always)
+private func copyRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 16 <= n { store16(load16(src + i), dst + i); i += 16 }
+    while i < n { dst[i] = src[i]; i += 1 }
+}
+
+/// dst[0..<n] = 0
+@inline(__always)
+private func zeroRow(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 16 <= n { store16(SIMD16<Float>(), dst + i); i += 16 }
+    while i < n { dst[i] = 0; i += 1 }
 }

@@ -421,15 +421,17 @@ func fillRepeating(_ dst: UnsafeMutableRawPointer, _ value: UnsafeRawPointer, _ 
 // MARK: - Training
 
 /// The residual Add as the trainer runs it. Its backward is the identity to both inputs; gradients of a value
-/// read by several nodes are summed with `accumulate`.
+/// read by several nodes are summed with `accumulate`. a, b, y, dst, src: [count].
 public enum AddTraining {
     /// y = a + b over `count` floats (y may alias a or b).
     public static func forward(a: UnsafePointer<Float>, b: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                count: Int, threads: Int) {
-        fatalError("AddTraining.forward: not implemented yet")
+        RunContext(threads: threads, scratch: nil).parallelFor(count, minChunk: 1 << 14) { r in
+            binaryLoop(a + r.lowerBound, 1, b + r.lowerBound, 1, y + r.lowerBound, r.count, VectorAdd.self)
+        }
     }
     /// dst += src over `count` floats.
     public static func accumulate(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int, threads: Int) {
-        fatalError("AddTraining.accumulate: not implemented yet")
+        forward(a: UnsafePointer(dst), b: src, y: dst, count: count, threads: threads)
     }
 }

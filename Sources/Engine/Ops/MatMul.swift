@@ -179,15 +179,31 @@ final class GemmKernel: Kernel {
 // MARK: - Training
 
 /// Dense (Keras layout): x [rows, inFeatures] · w [inFeatures, outFeatures] + b [outFeatures] → y [rows, outFeatures].
+/// The products run on OpenBLAS, which the caller has loaded (`BLAS.loadSingleThreaded()`), split over `threads`.
 public enum DenseTraining {
+    /// y = x · w + b: each row of y starts as b and the product is added to it.
     public static func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>,
                                y: UnsafeMutablePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int, threads: Int) {
-        fatalError("DenseTraining.forward: not implemented yet")
+        for r in 0..<rows { (y + r * outFeatures).update(from: b, count: outFeatures) }
+        sgemm(context: RunContext(threads: threads, scratch: nil), m: rows, n: outFeatures, k: inFeatures,
+              a: x, lda: inFeatures, b: w, ldb: outFeatures, beta: 1, c: y, ldc: outFeatures)
     }
     /// dw = xᵀ·dy, db = Σ rows dy (overwritten); dx = dy·wᵀ (overwritten) unless nil.
+    /// Of `y = x · w + b`: dy/dw pairs each x row with its dy row, b is added to every row, and x meets wᵀ.
+    /// db adds the rows in order (16 lanes at a time), so it does not depend on the thread count.
     public static func backward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                 dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
                                 db: UnsafeMutablePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int, threads: Int) {
-        fatalError("DenseTraining.backward: not implemented yet")
+        let context = RunContext(threads: threads, scratch: nil)
+        sgemm(context: context, transA: true, m: inFeatures, n: outFeatures, k: rows,
+              a: x, lda: inFeatures, b: dy, ldb: outFeatures, c: dw, ldc: outFeatures)
+        db.update(repeating: 0, count: outFeatures)
+        for r in 0..<rows {
+            binaryLoop(UnsafePointer(db), 1, dy + r * outFeatures, 1, db, outFeatures, VectorAdd.self)
+        }
+        if let dx {
+            sgemm(context: context, transB: true, m: rows, n: inFeatures, k: outFeatures,
+                  a: dy, lda: outFeatures, b: w, ldb: outFeatures, c: dx, ldc: inFeatures)
+        }
     }
 }

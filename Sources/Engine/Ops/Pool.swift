@@ -370,13 +370,28 @@ final class MaxUnpoolKernel: Kernel {
 
 /// GlobalAveragePool: x [planes, spatial] → y [planes], planes = batch · channels.
 public enum GlobalAveragePoolTraining {
+    /// y[p] = Σ x[p, :] / spatial (16 float lanes, added together, then the tail one by one).
     public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, planes: Int, spatial: Int,
                                threads: Int) {
-        fatalError("GlobalAveragePoolTraining.forward: not implemented yet")
+        let scale = 1 / Float(spatial)
+        RunContext(threads: threads, scratch: nil).parallelFor(planes, minChunk: max(1, 16384 / max(spatial, 1))) { range in
+            for p in range {
+                let plane = x + p * spatial
+                var acc = SIMD16<Float>(), i = 0
+                while i + 16 <= spatial { acc += load16(plane + i); i += 16 }
+                var sum = acc.sum()
+                while i < spatial { sum += plane[i]; i += 1 }
+                y[p] = sum * scale
+            }
+        }
     }
     /// dx [planes, spatial] (overwritten) = dy / spatial broadcast over each plane.
+    /// Of `y[p] = Σ x[p, :] / spatial`: every x of the plane weighs 1 / spatial.
     public static func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, planes: Int, spatial: Int,
                                 threads: Int) {
-        fatalError("GlobalAveragePoolTraining.backward: not implemented yet")
+        let scale = 1 / Float(spatial)
+        RunContext(threads: threads, scratch: nil).parallelFor(planes, minChunk: max(1, 16384 / max(spatial, 1))) { range in
+            for p in range { (dx + p * spatial).update(repeating: dy[p] * scale, count: spatial) }
+        }
     }
 }

@@ -533,13 +533,60 @@ final class ResizeKernel: Kernel {
 /// Nearest upsampling by integer factors (Keras UpSampling2D): x [planes, height, width] →
 /// y [planes, height · factorH, width · factorW], planes = batch · channels.
 public enum UpsampleNearestTraining {
+    /// y[p, i, j] = x[p, i / factorH, j / factorW]: each input row is widened once into the first of its
+    /// factorH output rows, which is then copied to the others.
     public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, planes: Int, height: Int,
                                width: Int, factorH: Int, factorW: Int, threads: Int) {
-        fatalError("UpsampleNearestTraining.forward: not implemented yet")
+        let outWidth = width * factorW, rows = planes * height
+        RunContext(threads: threads, scratch: nil).parallelFor(rows, minChunk: max(1, 8192 / max(outWidth * factorH, 1))) { range in
+            for row in range {
+                let src = x + row * width, first = y + row * factorH * outWidth
+                if factorW == 3 {
+                    for j in 0..<width { let v = src[j]; first[3 * j] = v; first[3 * j + 1] = v; first[3 * j + 2] = v }
+                } else {
+                    for j in 0..<width { (first + j * factorW).update(repeating: src[j], count: factorW) }
+                }
+                for r in 1..<max(factorH, 1) { (first + r * outWidth).update(from: first, count: outWidth) }
+            }
+        }
     }
+
     /// dx [planes, height, width] (overwritten) = sum of dy over each factorH × factorW block.
+    /// Of `y[p, i, j] = x[p, i / factorH, j / factorW]`: every output a value was copied to sends its gradient
+    /// back to it. The factorH rows of a block are added first (16 lanes at a time), then each factorW run.
     public static func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, planes: Int, height: Int,
                                 width: Int, factorH: Int, factorW: Int, threads: Int) {
-        fatalError("UpsampleNearestTraining.backward: not implemented yet")
+        let outWidth = width * factorW, rows = planes * height
+        RunContext(threads: threads, scratch: nil).parallelFor(rows, minChunk: max(1, 8192 / max(outWidth * factorH, 1))) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: outWidth) { buffer in
+                let rowSum = buffer.baseAddress!
+                for row in range {
+                    let block = dy + row * factorH * outWidth
+                    var i = 0
+                    while i + 16 <= outWidth {
+                        var v = load16(block + i)
+                        for r in 1..<max(factorH, 1) { v += load16(block + r * outWidth + i) }
+                        store16(v, rowSum + i)
+                        i += 16
+                    }
+                    while i < outWidth {
+                        var v = block[i]
+                        for r in 1..<max(factorH, 1) { v += block[r * outWidth + i] }
+                        rowSum[i] = v
+                        i += 1
+                    }
+                    let out = dx + row * width
+                    if factorW == 3 {
+                        for j in 0..<width { out[j] = rowSum[3 * j] + rowSum[3 * j + 1] + rowSum[3 * j + 2] }
+                    } else {
+                        for j in 0..<width {
+                            var s = rowSum[j * factorW]
+                            for k in 1..<max(factorW, 1) { s += rowSum[j * factorW + k] }
+                            out[j] = s
+                        }
+                    }
+                }
+            }
+        }
     }
 }

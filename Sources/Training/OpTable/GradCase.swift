@@ -13,6 +13,9 @@ public struct GradCase {
     public var inputShapes: [[Int]]
     /// Value range each input is drawn from (uniformly); keep inputs off kinks (ReLU6 at 0 and 6).
     public var inputRanges: [ClosedRange<Float>]
+    /// Per input, an optional map applied to each uniform draw (nil: the draw as is), for inputs that must avoid
+    /// points inside their range, e.g. ReLU6's kinks: the finite-difference step must not cross one.
+    public var inputMaps: [((Float) -> Float)?]
     /// Inputs whose gradient the backward kernel returns (the others get nil).
     public var differentiable: [Bool]
     public var outputShape: [Int]
@@ -26,17 +29,22 @@ public struct GradCase {
     public var backward: ([[Float]], [Float]) -> [[Float]?]
 
     public init(op: String, name: String, inputShapes: [[Int]], inputRanges: [ClosedRange<Float>]? = nil,
-                differentiable: [Bool]? = nil, outputShape: [Int], tolerance: Double = 1e-4,
+                inputMaps: [((Float) -> Float)?]? = nil, differentiable: [Bool]? = nil, outputShape: [Int],
+                tolerance: Double = 1e-4,
                 reference: @escaping ([[Double]]) -> [Double], forward: @escaping ([[Float]]) -> [Float],
                 backward: @escaping ([[Float]], [Float]) -> [[Float]?]) {
         self.op = op; self.name = name; self.inputShapes = inputShapes
         self.inputRanges = inputRanges ?? Array(repeating: -1...1, count: inputShapes.count)
+        self.inputMaps = inputMaps ?? Array(repeating: nil, count: inputShapes.count)
         self.differentiable = differentiable ?? Array(repeating: true, count: inputShapes.count)
         self.outputShape = outputShape; self.tolerance = tolerance
         self.reference = reference; self.forward = forward; self.backward = backward
     }
 
     public var label: String { "\(op) \(name)" }
+
+    /// Input `input`'s value for a uniform draw from its range.
+    public func sample(_ input: Int, _ uniform: Float) -> Float { inputMaps[input].map { $0(uniform) } ?? uniform }
 }
 
 /// The sizes a table is built at: small enough for finite differences, or the network's own for timing.

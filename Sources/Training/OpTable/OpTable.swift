@@ -1,7 +1,8 @@
 /// The one table of training-kernel cases: every operator of the training graph, forward and backward.
 /// Each op family lists its cases in its own file beside this one.
 public enum OpTable {
-    public static func cases(_ size: GradCaseSize) -> [GradCase] {
-        convCases(size) + layerCases(size)
+    /// The kernels of the cases run on `threads` threads.
+    public static func cases(_ size: GradCaseSize, threads: Int = 2) -> [GradCase] {
+        convCases(size) + layerCases(size, threads: threads)
     }
 }

@@ -1,0 +1,35 @@
+import Foundation
+import XCTest
+
+/// `kizuki train` and `kizuki bench-train` as users run them: refusals, a short run and its files, Ctrl-C.
+final class TrainCommandTests: CLITestCase {
+    func testRefusesBadOptions() throws {
+        assertRefused(try kizuki(["train"]), "--out")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--resume", tmp.path]), "exclusive")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--loss", "hinge"]), "batch-all, batch-hard, soft-margin")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--lr-drops", "x"]), "--lr-drops")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--normal", "9", "--exclude", "9"]), "not excluded")
+        assertRefused(try kizuki(["train", "--resume", tmp.appendingPathComponent("nothing").path]), "checkpoint.json")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--init", tmp.appendingPathComponent("missing.onnx").path]), "missing.onnx")
+    }
+
+    func testShortRunWritesAModelAndResumes() throws {
+        let dir = tmp.appendingPathComponent("run").path
+        let args = ["--train-images", "16", "--batch", "8", "--no-eval", "--threads", "2", "--seed", "5"]
+        let first = try kizuki(["train", "--out", dir, "--epochs", "1"] + args)
+        XCTAssertEqual(first.status, 0, first.err)
+        XCTAssertTrue(first.out.contains("epoch   1/1"), first.out)
+        for name in ["model.onnx", "checkpoint.onnx", "checkpoint.json", "optimizer.bin", "train.json", "train.log"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + name), "missing \(name)")
+        }
+        let second = try kizuki(["train", "--resume", dir, "--epochs", "2", "--no-eval"])
+        XCTAssertEqual(second.status, 0, second.err)
+        XCTAssertTrue(second.out.contains("resuming at epoch 2"), second.out)
+        let log = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/train.json"))) as? [String: Any]
+        XCTAssertEqual((log?["epochs"] as? [Any])?.count, 2)
+        // The written model is what `kizuki run` and `eval` take.
+        let run = try kizuki("inspect", dir + "/model.onnx")
+        XCTAssertEqual(run.status, 0, run.err)
+        assertRefused(try kizuki(["train", "--out", dir] + args), "--resume")
+    }
+}

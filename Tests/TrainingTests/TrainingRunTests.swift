@@ -1,0 +1,139 @@
+import Anomaly
+import Engine
+import Foundation
+import OnnxIO
+import XCTest
+@testable import Training
+
+/// Runs of the trainer on a few real images: resuming is bit-exact (after an epoch and after an interruption),
+/// a diverging run stops with the step number, and what a run writes is a valid model that onnxruntime runs
+/// to the same embeddings as Kizuki.
+final class TrainingRunTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func folder(_ name: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("kizuki-train-\(name)-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    func recipe(epochs: Int) -> TrainingRecipe {
+        var r = TrainingRecipe()
+        r.epochs = epochs
+        r.batch = 8
+        r.seed = 3
+        r.threads = 2
+        r.schedule = LearningRateSchedule(base: 1e-2, drops: [1])
+        return r
+    }
+
+    func options(stopAfter steps: Int? = nil) -> TrainingRun.Options {
+        var o = TrainingRun.Options(dataDirectory: FashionMNIST.directory(nil))
+        o.trainImages = 24  // three steps per epoch; the first 24 training images hold both labels
+        o.evaluate = false
+        o.log = { _ in }
+        if let steps {
+            var count = 0
+            o.shouldStop = { count += 1; return count >= steps }
+        }
+        return o
+    }
+
+    func files(_ dir: URL) throws -> [Data] {
+        try ["checkpoint.onnx", "optimizer.bin"].map { try Data(contentsOf: dir.appendingPathComponent($0)) }
+    }
+
+    func testResumeContinuesBitExactly() throws {
+        let straight = try folder("straight")
+        try TrainingRun(newRun: straight, recipe: recipe(epochs: 2), options: options()).run()
+
+        let resumed = try folder("resumed")
+        try TrainingRun(newRun: resumed, recipe: recipe(epochs: 1), options: options()).run()
+        try TrainingRun(resume: resumed, epochs: 2, options: options()).run()
+
+        let interrupted = try folder("interrupted")
+        XCTAssertThrowsError(try TrainingRun(newRun: interrupted, recipe: recipe(epochs: 2), options: options(stopAfter: 4)).run()) {
+            guard case Trainer.Stop.interrupted = $0 else { return XCTFail("expected an interruption, got \($0)") }
+        }
+        let (state, _, _) = try Checkpoint.load(interrupted)
+        XCTAssertEqual(state.step, 4)
+        XCTAssertEqual(state.stepInEpoch, 1)
+        try TrainingRun(resume: interrupted, epochs: nil, options: options()).run()
+
+        let reference = try files(straight)
+        XCTAssertEqual(try files(resumed), reference, "1 epoch + resume + 1 epoch differs from 2 epochs straight")
+        XCTAssertEqual(try files(interrupted), reference, "interrupted at step 4 + resume differs from 2 epochs straight")
+        let a = try Checkpoint.load(straight).state, b = try Checkpoint.load(resumed).state, c = try Checkpoint.load(interrupted).state
+        XCTAssertEqual(a.history.map(\.loss), b.history.map(\.loss))
+        XCTAssertEqual(a.history.map(\.loss), c.history.map(\.loss))
+        XCTAssertEqual(a.step, 6)
+        XCTAssertNotEqual(a.history[0].loss, a.history[1].loss)
+    }
+
+    func testDivergingRunStopsWithTheStepAndKeepsTheLastCheckpoint() throws {
+        let dir = try folder("diverge")
+        try TrainingRun(newRun: dir, recipe: recipe(epochs: 1), options: options()).run()
+        let good = try files(dir)
+        // The same run continued with an absurd learning rate (edited into its checkpoint) must blow up in epoch 2.
+        let json = dir.appendingPathComponent("checkpoint.json")
+        var manifest = try JSONDecoder().decode(Checkpoint.Manifest.self, from: Data(contentsOf: json))
+        manifest.state.recipe.schedule = LearningRateSchedule(base: 1e30, drops: [])
+        try JSONEncoder().encode(manifest).write(to: json)
+        XCTAssertThrowsError(try TrainingRun(resume: dir, epochs: 2, options: options()).run()) {
+            guard case Trainer.Stop.nonFinite(let step, let loss) = $0 else { return XCTFail("expected a non-finite loss, got \($0)") }
+            XCTAssertEqual(step, 5, "the first step after the exploding update (step 4) should report")
+            XCTAssertFalse(loss.isFinite)
+        }
+        XCTAssertEqual(try files(dir), good, "the last good checkpoint must be left as it was")
+    }
+
+    func testRefusesToOverwriteARun() throws {
+        let dir = try folder("twice")
+        try TrainingRun(newRun: dir, recipe: recipe(epochs: 1), options: options()).run()
+        XCTAssertThrowsError(try TrainingRun(newRun: dir, recipe: recipe(epochs: 1), options: options())) {
+            XCTAssertTrue("\($0)".contains("--resume"), "\($0)")
+        }
+    }
+
+    /// model.onnx passes ONNX's checker and onnxruntime computes the embeddings Kizuki computes.
+    func testWrittenModelRunsInOnnxRuntime() throws {
+        guard let python = ProcessInfo.processInfo.environment["KIZUKI_PYTHON"] else {
+            throw XCTSkip("KIZUKI_PYTHON not set (make test sets it to the venv with onnxruntime)")
+        }
+        let dir = try folder("ort")
+        try TrainingRun(newRun: dir, recipe: recipe(epochs: 1), options: options()).run()
+        let model = dir.appendingPathComponent("model.onnx")
+        let test = try FashionMNIST.load(.test, from: FashionMNIST.directory(nil)).prefix(16)
+        let input = dir.appendingPathComponent("input.npy"), output = dir.appendingPathComponent("ort.npy")
+        try Npy.write(Tensor(floats: test.pixels, dims: [16, 28, 28, 1]), to: input)
+        let script = """
+        import sys, numpy as np, onnx, onnxruntime as ort
+        onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)
+        s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+        np.save(sys.argv[3], s.run(["embedding"], {"input": np.load(sys.argv[2])})[0])
+        """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", script, model.path, input.path, output.path]
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "onnxruntime could not run \(model.path)")
+        let want = try Npy.read(output).elements(as: Float.self)
+        let session = try Session(model: Model(contentsOf: model), options: SessionOptions())
+        let got = try session.run(["input": HostTensor(shape: [16, 28, 28, 1], floats: test.pixels)])["embedding"]!.floats
+        let scale = want.map(abs).max() ?? 0
+        let err = zip(got, want).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThanOrEqual(err, 1e-5 + 1e-4 * scale, "Kizuki vs onnxruntime on the trained model")
+    }
+
+    /// A model whose nodes have no training kernels gets one error naming each of them.
+    func testUnsupportedNodesAreListedTogether() throws {
+        let model = try Model(contentsOf: Self.root.appendingPathComponent("models/keras-seed/model.onnx"))
+        let graph = try TrainingGraph(model: model, file: "model.onnx")
+        XCTAssertThrowsError(try TrainingProgram(graph: graph, batch: 2, threads: 1)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("unsupported"), text)
+            XCTAssertGreaterThan(text.split(separator: "\n").count, 5, "expected every unsupported node listed: \(text)")
+        }
+    }
+}
