@@ -80,7 +80,7 @@ $(FIXTURES)/MANIFEST.json: tools/make_fixtures.py $(FIXTURE_STACK)
 	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
 	$(FIXTURE_VENV)/bin/python tools/make_fixtures.py $(FIXTURES)
 
-# The trainer's parity reference: 5 tf_keras SGD steps on one real batch, every tensor saved (~20 s).
+# The trainer's parity reference: 5 tf_keras SGD steps on one real batch, every tensor saved, and its float64 twin (~40 s).
 $(FIXTURES)/train-parity/manifest.json: tools/keras_train_reference.py tools/tfkeras_recipe.py tools/fashion_mnist.py $(FIXTURE_STACK)
 	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
 	$(FIXTURE_VENV)/bin/python tools/keras_train_reference.py $(FIXTURES)/train-parity

@@ -4,8 +4,8 @@
 Usage (fixture stack): ~/.cache/kizuki/venv-fixtures/bin/python tools/bench_train.py KIZUKI
                            [--batch 128] [--threads 1,2] [--steps 10] [--warmup 3] [--rounds 1]
 
-For each thread count, each round runs `KIZUKI bench-train --batch B --threads N --steps S --json` and then
-tools/tf_train_bench.py with the same batch, threads and steps (and --warmup W warm-up steps), alternating the sides so both see the same machine
+For each thread count, each round runs `KIZUKI bench-train --batch B --threads N --steps S --warmup W --json`
+and then tools/tf_train_bench.py with the same settings, alternating the sides so both see the same machine
 load. Each side reports the median of its timed steps; over rounds the median of those is shown. Prints
 one table (images per second of each side, the ratio Kizuki / TensorFlow: above 1 = Kizuki trains faster,
 peak RSS of each process), then Kizuki's milliseconds per op kind, forward and backward, per thread count,
@@ -57,9 +57,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     a = p.parse_args()
     threads = [int(t) for t in a.threads.split(",") if t]
-    common = ["--batch", str(a.batch), "--steps", str(a.steps)]
+    common = ["--batch", str(a.batch), "--steps", str(a.steps), "--warmup", str(a.warmup)]
 
-    print(f"cpu {cpu_name()}; batch {a.batch}; {a.steps} timed steps ({a.warmup} TF warm-up steps), "
+    print(f"cpu {cpu_name()}; batch {a.batch}; {a.steps} timed steps after {a.warmup} warm-up, "
           f"{a.rounds} round(s) per side; medians", flush=True)
     results, errors, versions = {}, [], ""
     for n in threads:
@@ -70,15 +70,16 @@ def main() -> None:
                 errors.append(f"kizuki at {n} thread(s): {err}")
             else:
                 k_runs.append(k)
-            t, err = run_json([sys.executable, str(TOOLS / "tf_train_bench.py"), "--threads", str(n),
-                               "--warmup", str(a.warmup)] + common)
+            t, err = run_json([sys.executable, str(TOOLS / "tf_train_bench.py"), "--threads", str(n)] + common)
             if t is None:
                 sys.exit(f"TensorFlow at {n} thread(s) failed: {err}")
             t_runs.append(t)
-            versions = f"TensorFlow {t['tensorflow']} + tf_keras {t['tf_keras']}"
+            versions = (f"TensorFlow {t['tensorflow']} + tf_keras {t['tf_keras']}, oneDNN "
+                        f"{'off' if t['onednn_opts'] == '0' else 'on'}")
         results[n] = (k_runs, t_runs)
 
-    print(versions)
+    blas = next((r["blas"] for runs, _ in results.values() for r in runs if "blas" in r), None)
+    print(versions + (f"; Kizuki's BLAS {blas}" if blas else ""))
     print(f"{'threads':>7} {'kizuki img/s':>13} {'TF img/s':>9} {'ratio':>6} {'kizuki RSS MiB':>15} {'TF RSS MiB':>11}")
     for n, (k_runs, t_runs) in results.items():
         ti = median_of(t_runs, "images_per_second")

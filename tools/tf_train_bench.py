@@ -7,7 +7,7 @@ Usage (fixture stack): ~/.cache/kizuki/venv-fixtures/bin/python tools/tf_train_b
 tf_keras with tools/tfkeras_recipe.py's model, batch-all triplet loss and SGD (lr 1e-3, momentum 0.9);
 one fixed batch: the first --batch images of the recipe's training set (Fashion-MNIST without ankle
 boots, pixels / 255, label 1 for sneakers). TensorFlow runs with --threads intra-op threads and one
-inter-op thread, set before it initialises, and otherwise as installed (oneDNN as TensorFlow decides).
+inter-op thread, set before it initialises, and its oneDNN kernels on (TF_ENABLE_ONEDNN_OPTS=0 turns them off).
 Each step is one compiled call (tf.function: training-mode forward with the BN statistic updates, loss,
 gradients, SGD update), timed alone; --warmup steps (tracing included) are not counted.
 Prints one JSON object: images_per_second (batch / median step time), step_ms_median/min/max, steps,
@@ -21,6 +21,9 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow leaves its oneDNN kernels off on this machine's CPU (AMD EPYC); with them it trains ~45 % faster
+# here (66 against 45 images/s at 1 thread), so they are on unless the caller says TF_ENABLE_ONEDNN_OPTS=0.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 from fashion_mnist import DATA_DIR  # noqa: E402
@@ -69,7 +72,7 @@ def main() -> None:
                       "step_ms_min": min(times), "step_ms_max": max(times), "steps": a.steps, "warmup": a.warmup,
                       "batch": a.batch, "sneakers_in_batch": int(y.numpy().sum()), "threads": a.threads,
                       "peak_rss_bytes": peak_rss_bytes(), "tensorflow": tf.__version__, "tf_keras": keras.__version__,
-                      "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TensorFlow's default"),
+                      "onednn_opts": os.environ["TF_ENABLE_ONEDNN_OPTS"],
                       "loss_first": losses[0], "loss_last": losses[-1]}))
 
 
