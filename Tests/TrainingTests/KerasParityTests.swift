@@ -5,17 +5,18 @@ import XCTest
 @testable import Training
 
 /// Kizuki's training graph against tf_keras on the same weights and batch (tools/keras_train_reference.py,
-/// written by `make fixtures`): training-mode embeddings, the loss, every gradient, five SGD steps, every
-/// weight and moving statistic after them, and the inference-mode embeddings.
+/// written by `make fixtures`): training-mode embeddings, the loss, every gradient, the moving statistics after
+/// a step, five SGD steps, and the inference-mode embeddings after them.
 ///
 /// The fixture holds tf_keras in float32 (what users run) and the same steps in float64. At this recipe's
 /// start the problem is badly conditioned in float32: the triplet loss is invariant to moving all embeddings
 /// together, so every weight gradient is the small difference of large per-image terms, and TensorFlow's own
-/// float32 gradients are 4–10 % away from its float64 ones; with lr 1e-3 and gradient norms near 1000 the
-/// 5-step trajectory is chaotic (TensorFlow float32 vs float64: 15–38 % apart in loss from step 2). So each
-/// tensor is held to the bound against float64 Keras (1e-4 for embeddings and losses, 1e-3 for
-/// gradients), or, where float32 TensorFlow itself misses that bound, to being no farther from float64 Keras
-/// than float32 TensorFlow is. A wrong formula anywhere shows as errors of order 1.
+/// float32 gradients are 4–10 % away from its float64 ones. So each tensor of step 1 is held to the bound
+/// against float64 Keras (1e-4 for embeddings, loss and moving statistics, 1e-3 for gradients) or, where float32
+/// TensorFlow itself misses that bound, to being no farther from float64 Keras than float32 TensorFlow is. A wrong
+/// formula anywhere shows as errors of order 1. Beyond step 1 the trajectory is chaotic at lr 1e-3 (gradient norms
+/// near 1000; float32 and float64 TensorFlow are 15–38 % apart in loss from step 2 on), so steps 2–5 are reported,
+/// checked for finiteness, and not compared; the update rule itself is checked exactly by SGDTests.
 final class KerasParityTests: XCTestCase {
     static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".cache/fixtures/train-parity")
@@ -91,32 +92,36 @@ final class KerasParityTests: XCTestCase {
                     check("gradient " + kind(info), kizuki: mine, tf32: tf32, f64: f64, bound: 1e-3, report: &report)
                 }
             }
+            if step == 0 {
+                // The moving-average update of step 1 (momentum 0.999, Bessel-corrected variance) against exact Keras.
+                for info in store.infos where !info.trainable {
+                    let mine = store.value(info.name)!.map(Double.init)
+                    let exact = try read(file("f64/moving_after_step1", info.name)), before = try read(file("weights", info.name))
+                    let e = relativeError(mine, exact)
+                    report["moving statistics after step 1", default: (0, 0)].0 = max(report["moving statistics after step 1"]?.0 ?? 0, e)
+                    XCTAssertLessThanOrEqual(e, 1e-4, "\(info.name) after step 1")
+                    // The change alone, far tighter: a wrong momentum or variance formula moves it by percents.
+                    let change = relativeError(zip(mine, before).map { $0 - $1 }, zip(exact, before).map { $0 - $1 })
+                    report["moving statistics change in step 1", default: (0, 0)].0 = max(report["moving statistics change in step 1"]?.0 ?? 0, change)
+                    XCTAssertLessThanOrEqual(change, 1e-3, "\(info.name): change in step 1")
+                }
+            }
             sgd.step(store, lr: 1e-3)
         }
         let tfLosses = try read("step_losses.npy"), f64Losses = try read("f64/step_losses.npy")
-        for i in 0..<5 {
-            check("loss of step \(i + 1)", kizuki: [losses[i]], tf32: [tfLosses[i]], f64: [f64Losses[i]], bound: 1e-4, report: &report)
+        check("loss of step 1", kizuki: [losses[0]], tf32: [tfLosses[0]], f64: [f64Losses[0]], bound: 1e-4, report: &report)
+        for i in 1..<5 {
+            XCTAssertTrue(losses[i].isFinite, "loss of step \(i + 1)")
+            print(String(format: "keras parity: loss of step %d (chaotic, not compared): Kizuki %.4f, float32 TensorFlow %.4f, float64 Keras %.4f",
+                         i + 1, losses[i], tfLosses[i], f64Losses[i]))
         }
-        for info in store.infos {
-            let mine = info.toKeras(store.value(info.name)!).map(Double.init)
-            let tf32 = try read(file("after", info.name))
-            if info.trainable {
-                check("after 5 steps " + kind(info), kizuki: mine, tf32: tf32, f64: try read(file("f64/after", info.name)), bound: 1e-4,
-                      report: &report)
-            } else {
-                // No float64 twin (TensorFlow's float64 BatchNormalization skips the Bessel correction): against
-                // float32 Keras, within how far the trajectories have drifted apart by step 5.
-                let e = relativeError(mine, tf32)
-                report["after 5 steps " + kind(info) + " (vs float32)", default: (0, 0)].0 = max(report["after 5 steps " + kind(info) + " (vs float32)"]?.0 ?? 0, e)
-                XCTAssertLessThanOrEqual(e, 0.1, "\(info.name) after 5 steps")
-            }
-        }
-        // Inference mode through the engine on the trained weights, against float32 Keras after the same 5 steps.
+        // Inference mode through the engine: the trained weights and moving statistics give finite embeddings that
+        // depend on the image (TrainingRunTests checks inference-mode outputs against onnxruntime).
         let session = try Session(model: store.write(into: built.model), options: SessionOptions())
         let out = try session.run([MobileNetV2Embedder.inputName: HostTensor(shape: [batch, 28, 28, 1], floats: input)])
-        let e = relativeError(out[MobileNetV2Embedder.outputName]!.floats.map(Double.init), try read("inference_embeddings.npy"))
-        report["inference embeddings after 5 steps (vs float32)"] = (e, 0)
-        XCTAssertLessThanOrEqual(e, 0.1, "inference-mode embeddings after 5 steps")
+        let inference = out[MobileNetV2Embedder.outputName]!.floats
+        XCTAssertTrue(inference.allSatisfy(\.isFinite))
+        XCTAssertNotEqual(Array(inference[0..<128]), Array(inference[128..<256]))
         for (k, v) in report.sorted(by: { $0.key < $1.key }) {
             print(String(format: "keras parity: %@: Kizuki %.2e, float32 TensorFlow %.2e (worst, vs float64 Keras)", k, v.0, v.1))
         }
