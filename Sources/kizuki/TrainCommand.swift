@@ -134,19 +134,25 @@ struct TrainingSession {
     }
 }
 
-/// "epoch 3 [#####.....] 120/421  loss 0.1183  158 img/s  ETA 1:54" on stderr when it is a terminal.
+/// "[#####.....] 120/421  loss 0.1183  158 img/s  ETA 1:54" on stderr when it is a terminal; otherwise (a log
+/// file, nohup) the same numbers as a plain line at every tenth of the epoch.
 struct TrainingProgressBar {
-    let enabled: Bool
+    let quiet: Bool
+    let terminal: Bool
     let batch: Int
-    init(quiet: Bool, batch: Int) { enabled = !quiet && isatty(STDERR_FILENO) != 0; self.batch = batch }
+    init(quiet: Bool, batch: Int) { self.quiet = quiet; terminal = isatty(STDERR_FILENO) != 0; self.batch = batch }
 
     func update(_ done: Int, _ total: Int, _ loss: Double, _ rate: Double) {
-        guard enabled, total > 0 else { return }
-        let width = 24, filled = width * done / total
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        guard !quiet, total > 0 else { return }
         let eta = rate > 0 ? Int(Double((total - done) * batch) / rate) : 0
-        let text = String(format: "\r[%@] %d/%d  loss %.4f  %.0f img/s  ETA %d:%02d ", bar, done, total, loss, rate, eta / 60, eta % 60)
-        FileHandle.standardError.write(Data(text.utf8))
-        if done >= total { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        let numbers = String(format: "%d/%d  loss %.4f  %.0f img/s  ETA %d:%02d", done, total, loss, rate, eta / 60, eta % 60)
+        if terminal {
+            let width = 24, filled = width * done / total
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            FileHandle.standardError.write(Data("\r[\(bar)] \(numbers) ".utf8))
+            if done >= total { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        } else if done < total, done % max(total / 10, 1) == 0 {
+            FileHandle.standardError.write(Data("  step \(numbers)\n".utf8))
+        }
     }
 }
