@@ -52,6 +52,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
     /// The epoch whose weights are in model.onnx: the lowest training loss so far (Keras ModelCheckpoint(monitor="loss")).
     public var bestEpoch: Int?
     public var bestLoss: Double?
+    /// The command lines that started and resumed the run, in order (for the model card).
+    public var commands: [String] = []
 
     public init(recipe: TrainingRecipe) {
         self.recipe = recipe

@@ -17,6 +17,8 @@ public final class TrainingRun {
         public var progress: Trainer.Progress?
         /// Asked after every step: true stops the run with a resumable checkpoint.
         public var shouldStop: () -> Bool = { false }
+        /// The command line that started or resumed the run (recorded in the model card).
+        public var commandLine: String?
         public init(dataDirectory: URL) { self.dataDirectory = dataDirectory }
     }
 
@@ -55,6 +57,8 @@ public final class TrainingRun {
         let data = try TrainingData.fashionMNIST(normal: recipe.normal, exclude: recipe.exclude, directory: options.dataDirectory,
                                                  limit: options.trainImages)
         let program = try TrainingProgram(graph: graph, batch: recipe.batch, threads: recipe.threads)
+        var state = state
+        if let line = options.commandLine { state.commands.append(line) }
         trainer = try Trainer(program: program, state: state, images: data.images, labels: data.labels)
         if let optimizer { try trainer.restoreOptimizer(optimizer) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -136,5 +140,6 @@ public final class TrainingRun {
                                with: encoder.encode(Log(recipe: s.recipe, epochs: s.history, bestEpoch: s.bestEpoch, bestLoss: s.bestLoss, steps: s.step)))
         let text = s.history.map(line).joined(separator: "\n") + "\n"
         try Checkpoint.replace(directory.appendingPathComponent("train.log"), with: Data(text.utf8))
+        try Checkpoint.replace(directory.appendingPathComponent("MODEL_CARD.md"), with: Data(ModelCard(state: s).markdown.utf8))
     }
 }

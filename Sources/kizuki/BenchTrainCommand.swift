@@ -61,12 +61,11 @@ struct BenchTrain: ParsableCommand {
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
     }
 
-    /// The gradient table's `.timing` cases: median of `steps` runs each (the cases' array interface allocates
-    /// the outputs, which is included).
+    /// The gradient table's `.timing` cases on `threads` threads: median of `steps` runs each.
     func timeOps() {
         var random = TrainingRandom(seed: 1)
         print(String(format: "%-20@ %-44@ %10@ %10@", "op" as NSString, "case" as NSString, "fwd ms" as NSString, "bwd ms" as NSString))
-        for c in OpTable.cases(.timing) {
+        for c in OpTable.cases(.timing, threads: threads) {
             let inputs = zip(c.inputShapes, c.inputRanges).map { shape, range in
                 (0..<shape.reduce(1, *)).map { _ in random.uniform(range.lowerBound, range.upperBound) }
             }

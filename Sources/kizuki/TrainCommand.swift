@@ -110,6 +110,7 @@ struct TrainingSession {
         var options = TrainingRun.Options(dataDirectory: FashionMNIST.directory(command.data))
         options.trainImages = command.trainImages
         options.evaluate = !command.noEval
+        options.commandLine = (["kizuki"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
         options.progress = TrainingProgressBar(quiet: command.quiet, batch: command.batch).update
         Interrupt.install()
         options.shouldStop = { Interrupt.isRequested }

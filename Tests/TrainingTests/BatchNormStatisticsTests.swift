@@ -23,7 +23,7 @@ final class BatchNormStatisticsTests: XCTestCase {
     /// (spatial 700: BatchNormTraining takes 2 channels per block, so 5 channels make 3 blocks).
     func testThreadCountDoesNotChangeResults() {
         let s = BatchNormShape(batch: 2, channels: 5, spatial: 700, epsilon: 1e-3, momentum: 0.999)
-        var rng = SplitMix(seed: 11)
+        var rng = TestRandom(seed: 11)
         let x = (0..<s.count).map { _ in Float(rng.uniform(-2, 3)) }
         let dy = (0..<s.count).map { _ in Float(rng.uniform(-1, 1)) }
         let gamma = (0..<s.channels).map { _ in Float(rng.uniform(0.5, 1.5)) }
@@ -44,7 +44,7 @@ final class BatchNormStatisticsTests: XCTestCase {
     private func check(batch: Int, channels: Int, spatial: Int, momentum: Double, besselCorrected: Bool, offset: Double) {
         let label = "batch \(batch) spatial \(spatial) momentum \(momentum) bessel \(besselCorrected) offset \(offset)"
         let s = BatchNormShape(batch: batch, channels: channels, spatial: spatial, epsilon: 1e-3, momentum: Float(momentum))
-        var rng = SplitMix(seed: UInt64(batch * 1000 + spatial))
+        var rng = TestRandom(seed: UInt64(batch * 1000 + spatial))
         let x = (0..<s.count).map { _ in Float(offset + rng.uniform(-1, 1) * (offset == 0 ? 2 : 1)) }
         let gamma = [Float](repeating: 1, count: channels), beta = [Float](repeating: 0, count: channels)
         let movingMean0 = (0..<channels).map { _ in Float(rng.uniform(-1, 1)) }

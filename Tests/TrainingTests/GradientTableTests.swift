@@ -14,7 +14,7 @@ final class GradientTableTests: XCTestCase {
     func testForwardAndBackwardAgainstReferenceAndFiniteDifferences() {
         var worst: [String: (forward: Double, gradient: Double)] = [:]
         for (index, c) in OpTable.cases(.check).enumerated() {
-            var rng = SplitMix(seed: UInt64(index) &+ 0x5EED)
+            var rng = TestRandom(seed: UInt64(index) &+ 0x5EED)
             let inputs = zip(c.inputShapes, c.inputRanges).enumerated().map { i, shapeAndRange in
                 let (shape, range) = shapeAndRange
                 return (0..<shape.reduce(1, *)).map { _ in
@@ -75,16 +75,10 @@ func relativeError(_ a: [Double], _ b: [Double]) -> Double {
     return (diff / max(norm, 1e-300)).squareRoot()
 }
 
-/// A small deterministic generator for test data.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Test data from the trainer's own generator (`TrainingRandom`), drawn as Double.
+struct TestRandom {
+    private var base: TrainingRandom
+    init(seed: UInt64) { base = TrainingRandom(seed: seed) }
+    mutating func next() -> UInt64 { base.next() }
     mutating func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * Double(next() >> 11) / Double(1 << 53) }
 }

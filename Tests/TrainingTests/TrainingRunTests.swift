@@ -90,6 +90,26 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(try files(dir), saved, "the last good checkpoint must be left as it was")
     }
 
+    /// `--init` takes every weight and moving statistic of a training-form file; the model card records the run.
+    func testInitStartsFromAnotherRunsWeights() throws {
+        let first = try folder("first")
+        var o = options()
+        o.commandLine = "kizuki train --out first"
+        try TrainingRun(newRun: first, recipe: recipe(epochs: 1), options: o).run()
+        var r = recipe(epochs: 1)
+        r.initFrom = first.appendingPathComponent("model.onnx").path
+        r.seed = 99
+        let second = try TrainingRun(newRun: try folder("second"), recipe: r, options: options())
+        let trained = try TrainingGraph(model: Model(contentsOf: first.appendingPathComponent("model.onnx")), file: "model.onnx")
+        let store = try ParameterStore(infos: trained.parameters, model: trained.model)
+        for info in second.trainer.program.parameters.infos {
+            XCTAssertEqual(second.trainer.program.parameters.value(info.name), store.value(info.name), info.name)
+        }
+        let card = try String(contentsOf: first.appendingPathComponent("MODEL_CARD.md"), encoding: .utf8)
+        XCTAssertTrue(card.contains("kizuki train --out first"), card)
+        XCTAssertTrue(card.contains("| 1 | "), card)
+    }
+
     func testRefusesToOverwriteARun() throws {
         let dir = try folder("twice")
         try TrainingRun(newRun: dir, recipe: recipe(epochs: 1), options: options()).run()

@@ -45,7 +45,7 @@ final class TripletLossTests: XCTestCase {
 
     /// Random batches of 2…40 embeddings of dimension 1…16 over every label mix, all three kinds.
     func testRandomBatchesAgainstBruteForce() {
-        var rng = SplitMix(seed: 0x7121_9E7)
+        var rng = TestRandom(seed: 0x7121_9E7)
         var worst = [TripletLossKind: (loss: Double, gradient: Double)]()
         for trial in 0..<72 {
             let count = 2 + Int(rng.next() % 39), dim = 1 + Int(rng.next() % 16)
@@ -71,7 +71,7 @@ final class TripletLossTests: XCTestCase {
     /// fast losses equal the brute force bit for bit; the gradients must agree with the strict tie rule (> 0),
     /// and disagree with the inclusive one (≥ 0), which shows that these batches do test the rule.
     func testTiesAgainstBruteForce() {
-        var rng = SplitMix(seed: 0x7135)
+        var rng = TestRandom(seed: 0x7135)
         var zeroHinges = 0, hardTies = 0, inclusiveDiffers = 0
         var worstGradient = 0.0
         for trial in 0..<60 {
@@ -110,7 +110,7 @@ final class TripletLossTests: XCTestCase {
 
     /// Batches without a triplet: one class (N = 0), and for batch-hard one sample per label (no anchor).
     func testBatchesWithoutTripletsGiveZero() {
-        var rng = SplitMix(seed: 0x7140)
+        var rng = TestRandom(seed: 0x7140)
         for count in [1, 2, 7, 30] {
             let e = (0..<count * 3).map { _ in Float(rng.uniform(-1, 1)) }
             for kind in TripletLossKind.allCases {
@@ -130,7 +130,7 @@ final class TripletLossTests: XCTestCase {
     /// any distance by at most 4h + h² (coordinates in [−1, 1]), so every hinge and hardest-pair gap ≥ 100h stays put
     /// and the loss is smooth (piecewise quadratic or softplus) over the stencil.
     func testGradientsAgainstFiniteDifferences() {
-        var rng = SplitMix(seed: 0x7150)
+        var rng = TestRandom(seed: 0x7150)
         let h = 1e-7
         var worst = [TripletLossKind: Double](), checked = [TripletLossKind: Int]()
         for trial in 0..<36 {
@@ -169,7 +169,7 @@ final class TripletLossTests: XCTestCase {
 
     /// The training batch: 128 embeddings of dimension 128, 14 of the normal class (P×N ≈ 4.2·10⁷ for batch-all).
     func testRealBatchSizeAgainstBruteForce() {
-        var rng = SplitMix(seed: 0x7160)
+        var rng = TestRandom(seed: 0x7160)
         let count = 128, dim = 128
         var labels = [Int32](repeating: 0, count: count)
         var placed = 0
@@ -198,7 +198,7 @@ final class TripletLossTests: XCTestCase {
 
     enum LabelMix: CaseIterable { case oneClass, onePositiveSample, allDistinct, binary, fourClasses, fewPositives }
 
-    private func labelMix(_ mix: Int, count: Int, rng: inout SplitMix) -> [Int32] {
+    private func labelMix(_ mix: Int, count: Int, rng: inout TestRandom) -> [Int32] {
         switch LabelMix.allCases[mix] {
         case .oneClass: return [Int32](repeating: 1, count: count)
         case .onePositiveSample:

@@ -3,13 +3,9 @@ import Foundation
 
 extension OpTable {
     /// Convolutions: regular, pointwise, depthwise; stride 1 and 2; symmetric and asymmetric padding.
-    static func convCases(_ size: GradCaseSize) -> [GradCase] {
-        switch size {
-        case .check: return convCheckCases.map { convCase($0.name, $0.shape, inputGradient: $0.inputGradient, threads: 2) }
-        case .timing:
-            let threads = ProcessInfo.processInfo.activeProcessorCount
-            return convTimingCases.map { convCase($0.name, $0.shape, inputGradient: $0.inputGradient, threads: threads) }
-        }
+    static func convCases(_ size: GradCaseSize, threads: Int) -> [GradCase] {
+        let specs = size == .check ? convCheckCases : convTimingCases
+        return specs.map { convCase($0.name, $0.shape, inputGradient: $0.inputGradient, threads: threads) }
     }
 
     private typealias ConvCaseSpec = (name: String, shape: Conv2DShape, inputGradient: Bool)
