@@ -32,4 +32,39 @@ final class TrainCommandTests: CLITestCase {
         XCTAssertEqual(run.status, 0, run.err)
         assertRefused(try kizuki(["train", "--out", dir] + args), "--resume")
     }
+
+    /// Ctrl-C stops after the current step with a resumable checkpoint and exit status 130.
+    func testInterruptLeavesAResumableCheckpoint() throws {
+        let dir = tmp.appendingPathComponent("interrupted").path
+        let p = Process()
+        p.executableURL = Self.binary!
+        p.arguments = ["train", "--out", dir, "--epochs", "50", "--train-images", "64", "--batch", "8", "--no-eval", "--threads", "1"]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        final class Seen: @unchecked Sendable {
+            let lock = NSLock()
+            var text = ""
+            let started = DispatchSemaphore(value: 0)
+        }
+        let seen = Seen()
+        err.fileHandleForReading.readabilityHandler = { handle in
+            let text = String(decoding: handle.availableData, as: UTF8.self)
+            seen.lock.lock(); seen.text += text; let ready = seen.text.contains("step "); seen.lock.unlock()
+            if ready { seen.started.signal() }
+        }
+        try p.run()
+        XCTAssertEqual(seen.started.wait(timeout: .now() + 120), .success, "no progress line from kizuki train")
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        err.fileHandleForReading.readabilityHandler = nil
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(p.terminationReason, .exit, "ended by a signal instead of stopping cleanly")
+        XCTAssertEqual(p.terminationStatus, 130)
+        XCTAssertTrue(stdout.contains("continue with: kizuki train --resume"), stdout)
+        let resumed = try kizuki(["train", "--resume", dir, "--epochs", "3", "--no-eval"])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertTrue(resumed.out.contains("resuming at epoch"), resumed.out)
+        XCTAssertTrue(resumed.out.contains("epoch   3/3"), resumed.out)
+    }
 }
