@@ -18,7 +18,7 @@ struct Train: ParsableCommand {
 
     @Option(help: "The normal class (label 1); the other classes kept are label 0.") var normal = 7
     @Option(help: "A class left out of training (repeatable; the first is the anomaly class of the per-epoch AUC).") var exclude: [Int] = [9]
-    @Option(help: "Epochs in all (a resumed run stops at the same total).") var epochs = 50
+    @Option(help: "Epochs in all (default 50; a resumed run keeps its own total unless this is given).") var epochs: Int?
     @Option(help: "Output folder.") var out: String?
     @Option(help: "Images per SGD step (the last partial batch of an epoch is dropped).") var batch = 128
     @Option(help: "Base learning rate.") var lr: Float = 1e-3
@@ -28,7 +28,7 @@ struct Train: ParsableCommand {
     @Option(help: "Loss: batch-all (the reference), batch-hard or soft-margin.") var loss = "batch-all"
     @Option(help: "Seed of the initial weights and the per-epoch permutations.") var seed: UInt64 = 1
     @Option(help: "Threads (a bit-exact resume needs the same count).") var threads = ProcessInfo.processInfo.activeProcessorCount
-    @Option(help: "Continue the run in this folder from its last checkpoint.") var resume: String?
+    @Option(help: "Continue the run in this folder from its last checkpoint, with its own recipe and thread count (only --epochs changes it).") var resume: String?
     @Option(name: .customLong("init"), help: "Start from the weights of this training-form ONNX file (a checkpoint.onnx or model.onnx).")
     var initFrom: String?
     @Option(help: "Use only the first N training images (quick runs).") var trainImages: Int?
@@ -40,7 +40,7 @@ struct Train: ParsableCommand {
         if out == nil && resume == nil { throw ValidationError("give --out DIR for a new run or --resume DIR to continue one") }
         if out != nil && resume != nil { throw ValidationError("--out and --resume are exclusive: a resumed run writes to its own folder") }
         if resume != nil && initFrom != nil { throw ValidationError("--init starts a new run; it cannot be combined with --resume") }
-        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
+        if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1 (got \(epochs))") }
         guard batch >= 2 else { throw ValidationError("--batch must be at least 2 (got \(batch))") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive (got \(lr))") }
         guard (0..<1).contains(momentum) else { throw ValidationError("--momentum must be in [0, 1) (got \(momentum))") }
@@ -74,7 +74,7 @@ struct Train: ParsableCommand {
 
     func recipe() throws -> TrainingRecipe {
         var r = TrainingRecipe()
-        r.normal = normal; r.exclude = exclude; r.epochs = epochs; r.batch = batch
+        r.normal = normal; r.exclude = exclude; r.epochs = epochs ?? r.epochs; r.batch = batch
         r.schedule = LearningRateSchedule(base: lr, drops: try drops())
         r.momentum = momentum; r.margin = margin; r.loss = loss; r.seed = seed; r.threads = threads
         r.initFrom = initFrom
