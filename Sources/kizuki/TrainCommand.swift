@@ -111,6 +111,8 @@ struct TrainingSession {
         options.trainImages = command.trainImages
         options.evaluate = !command.noEval
         options.commandLine = (["kizuki"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        // Epoch lines as they happen, also when stdout is a file (nohup, CI logs).
+        options.log = { print($0); fflush(stdout) }
         options.progress = TrainingProgressBar(quiet: command.quiet, batch: command.batch).update
         Interrupt.install()
         options.shouldStop = { Interrupt.isRequested }
