@@ -36,8 +36,9 @@ public enum Checkpoint {
             throw TrainingError("\(dir.path): no checkpoint.json (not a training folder, or no epoch finished yet)")
         }
         let manifest: Manifest
-        do { manifest = try JSONDecoder().decode(Manifest.self, from: try RegularFile(path: json.path, what: "checkpoint").readAll()) } catch {
-            throw TrainingError("\(json.path): cannot read the checkpoint: \(error)")
+        let data = try RegularFile(path: json.path, what: "checkpoint").readAll()
+        do { manifest = try JSONDecoder().decode(Manifest.self, from: data) } catch let error as DecodingError {
+            throw TrainingError("\(json.path): not a checkpoint this version of Kizuki reads (\(describe(error)))")
         }
         let onnxURL = dir.appendingPathComponent("checkpoint.onnx"), optURL = dir.appendingPathComponent("optimizer.bin")
         let onnx = try RegularFile(path: onnxURL.path, what: "checkpoint weights").readAll()
@@ -48,6 +49,19 @@ public enum Checkpoint {
         guard opt.count % 4 == 0 else { throw TrainingError("\(optURL.path): not a whole number of float32 values") }
         let floats = opt.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         return (manifest.state, try Model(serialized: onnx, file: onnxURL.path), floats)
+    }
+
+    /// "missing 'state.epoch'", "'state.step' is not a number": what is wrong, without the decoder's dump.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ c: DecodingError.Context, _ key: CodingKey? = nil) -> String {
+            (c.codingPath + (key.map { [$0] } ?? [])).map(\.stringValue).joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let c): return "missing '\(path(c, key))'"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c): return "'\(path(c))' has the wrong type"
+        case .dataCorrupted(let c): return c.codingPath.isEmpty ? "not valid JSON" : "'\(path(c))' is invalid"
+        @unknown default: return "unreadable"
+        }
     }
 
     /// Writes `data` next to `url` and renames it into place.

@@ -17,7 +17,7 @@ struct ModelCard {
             "## How it was made",
             "",
         ]
-        lines += state.commands.map { "    \($0)" }
+        lines += (state.commands ?? ["(not recorded)"]).map { "    \($0)" }
         lines += [
             "",
             "- Data: Fashion-MNIST training images without classes \(r.exclude); label 1 for class \(r.normal), 0 for the others.",

@@ -53,7 +53,7 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var bestEpoch: Int?
     public var bestLoss: Double?
     /// The command lines that started and resumed the run, in order (for the model card).
-    public var commands: [String] = []
+    public var commands: [String]? = []
 
     public init(recipe: TrainingRecipe) {
         self.recipe = recipe

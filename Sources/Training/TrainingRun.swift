@@ -58,7 +58,7 @@ public final class TrainingRun {
                                                  limit: options.trainImages)
         let program = try TrainingProgram(graph: graph, batch: recipe.batch, threads: recipe.threads)
         var state = state
-        if let line = options.commandLine { state.commands.append(line) }
+        if let line = options.commandLine { state.commands = (state.commands ?? []) + [line] }
         trainer = try Trainer(program: program, state: state, images: data.images, labels: data.labels)
         if let optimizer { try trainer.restoreOptimizer(optimizer) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -96,6 +96,8 @@ public final class TrainingRun {
             try writeLog()
             options.log(line(record) + (best ? "  * lowest loss: model.onnx" : ""))
         }
+        // Also when there was nothing left to train: the logs and model card follow this version's format.
+        if !trainer.state.history.isEmpty { try writeLog() }
     }
 
     func saveCheckpoint() throws {
