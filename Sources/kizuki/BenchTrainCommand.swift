@@ -56,7 +56,9 @@ struct BenchTrain: ParsableCommand {
             } else {
                 for line in Kizuki.platformLines() { print(line) }
                 print(String(format: "batch %d, %d thread(s): median step %.1f ms, %.1f images/s, peak RSS %.0f MiB", batch, threads, median, perSecond, peak))
-                for (op, ms) in ops.sorted(by: { $0.value > $1.value }) { print(String(format: "  %-32@ %8.1f ms/step", op as NSString, ms)) }
+                for (op, ms) in ops.sorted(by: { $0.value > $1.value }) {
+                    print("  " + op.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: " %8.1f ms/step", ms))
+                }
             }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }
     }
@@ -64,7 +66,12 @@ struct BenchTrain: ParsableCommand {
     /// The gradient table's `.timing` cases on `threads` threads: median of `steps` runs each.
     func timeOps() {
         var random = TrainingRandom(seed: 1)
-        print(String(format: "%-20@ %-44@ %10@ %10@", "op" as NSString, "case" as NSString, "fwd ms" as NSString, "bwd ms" as NSString))
+        func row(_ op: String, _ name: String, _ forward: String, _ backward: String) {
+            let pad = { (s: String, n: Int) in s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
+            print(pad(op, 18) + " " + pad(name, 64) + " " + String(repeating: " ", count: max(0, 9 - forward.count)) + forward
+                  + " " + String(repeating: " ", count: max(0, 9 - backward.count)) + backward)
+        }
+        row("op", "case", "fwd ms", "bwd ms")
         for c in OpTable.cases(.timing, threads: threads) {
             let inputs = zip(c.inputShapes, c.inputRanges).map { shape, range in
                 (0..<shape.reduce(1, *)).map { _ in random.uniform(range.lowerBound, range.upperBound) }
@@ -81,7 +88,7 @@ struct BenchTrain: ParsableCommand {
             }
             let forward = median { _ = c.forward(inputs) }
             let backward = median { _ = c.backward(inputs, dy) }
-            print(String(format: "%-20@ %-44@ %10.2f %10.2f", c.op as NSString, c.name as NSString, forward, backward))
+            row(c.op, c.name, String(format: "%.2f", forward), String(format: "%.2f", backward))
         }
     }
 }
