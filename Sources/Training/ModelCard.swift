@@ -20,7 +20,8 @@ struct ModelCard {
         lines += (state.commands ?? ["(not recorded)"]).map { "    \($0)" }
         lines += [
             "",
-            "- Data: Fashion-MNIST training images without classes \(r.exclude); label 1 for class \(r.normal), 0 for the others.",
+            "- Data: Fashion-MNIST training images without classes \(r.exclude)" + (r.trainImages.map { ", the first \($0) only" } ?? "")
+                + "; label 1 for class \(r.normal), 0 for the others.",
             "- Model: Input(28,28,1) → UpSampling2D(3) → MobileNetV2 (alpha 1, no top, average pooling) → Dense(128); Keras's "
                 + "initialisers" + (r.initFrom.map { "; weights from `\($0)`" } ?? " from seed \(r.seed)") + ".",
             "- Loss: \(r.loss), margin \(r.margin). SGD: lr \(r.schedule.base), ÷10 at epochs \(r.schedule.drops), momentum \(r.momentum) "

@@ -16,6 +16,8 @@ public struct TrainingRecipe: Codable, Equatable, Sendable {
     public var threads = 1
     /// The ONNX file the weights started from, or nil for Keras's initialisers from `seed`.
     public var initFrom: String?
+    /// Train on the first N images of the training set only (quick runs, tests); nil for all.
+    public var trainImages: Int?
 
     public init() {}
 

@@ -8,8 +8,6 @@ import OnnxIO
 public final class TrainingRun {
     public struct Options {
         public var dataDirectory: URL
-        /// Train on the first N images only (quick runs, tests).
-        public var trainImages: Int?
         /// Compute the inference-mode AUC after each epoch (for information).
         public var evaluate = true
         /// Per-epoch lines and notes.
@@ -55,7 +53,7 @@ public final class TrainingRun {
         self.options = options
         let recipe = state.recipe
         let data = try TrainingData.fashionMNIST(normal: recipe.normal, exclude: recipe.exclude, directory: options.dataDirectory,
-                                                 limit: options.trainImages)
+                                                 limit: recipe.trainImages)
         let program = try TrainingProgram(graph: graph, batch: recipe.batch, threads: recipe.threads)
         var state = state
         if let line = options.commandLine { state.commands = (state.commands ?? []) + [line] }

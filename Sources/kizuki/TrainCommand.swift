@@ -78,6 +78,7 @@ struct Train: ParsableCommand {
         r.schedule = LearningRateSchedule(base: lr, drops: try drops())
         r.momentum = momentum; r.margin = margin; r.loss = loss; r.seed = seed; r.threads = threads
         r.initFrom = initFrom
+        r.trainImages = trainImages
         return r
     }
 }
@@ -108,7 +109,6 @@ struct TrainingSession {
 
     init(command: Train) throws {
         var options = TrainingRun.Options(dataDirectory: FashionMNIST.directory(command.data))
-        options.trainImages = command.trainImages
         options.evaluate = !command.noEval
         options.commandLine = (["kizuki"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
         // Epoch lines as they happen, also when stdout is a file (nohup, CI logs).

@@ -24,12 +24,12 @@ final class TrainingRunTests: XCTestCase {
         r.seed = 3
         r.threads = 2
         r.schedule = LearningRateSchedule(base: 1e-2, drops: [1])
+        r.trainImages = 24  // three steps per epoch; the first 24 training images hold both labels
         return r
     }
 
     func options(stopAfter steps: Int? = nil) -> TrainingRun.Options {
         var o = TrainingRun.Options(dataDirectory: FashionMNIST.directory(nil))
-        o.trainImages = 24  // three steps per epoch; the first 24 training images hold both labels
         o.evaluate = false
         o.log = { _ in }
         if let steps {
