@@ -7,6 +7,8 @@ final class TrainCommandTests: CLITestCase {
         assertRefused(try kizuki(["train"]), "--out")
         assertRefused(try kizuki(["train", "--out", tmp.path, "--resume", tmp.path]), "exclusive")
         assertRefused(try kizuki(["train", "--out", tmp.path, "--loss", "hinge"]), "batch-all, batch-hard, soft-margin")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--batch", "1000000", "--no-eval"]), "smaller --batch")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--batch", "\(Int.max)", "--no-eval"]), "batch size")
         assertRefused(try kizuki(["train", "--out", tmp.path, "--lr-drops", "x"]), "--lr-drops")
         assertRefused(try kizuki(["train", "--out", tmp.path, "--normal", "9", "--exclude", "9"]), "not excluded")
         assertRefused(try kizuki(["train", "--resume", tmp.appendingPathComponent("nothing").path]), "checkpoint.json")

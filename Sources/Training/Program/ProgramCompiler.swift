@@ -25,7 +25,8 @@ struct ProgramCompiler {
 
     mutating func compile() throws {
         let g = graph.model.graph
-        guard batch >= 1 else { throw TrainingError("the batch size must be at least 1") }
+        // 2^20 images keep every activation size far from Int overflow; the memory check follows in TrainingProgram.
+        guard (1...(1 << 20)).contains(batch) else { throw TrainingError("the batch size must be between 1 and 1048576 (got \(batch))") }
         let inputs = g.inputs.filter { constants[$0.name] == nil }
         guard inputs.count == 1, let input = inputs.first, let dims = input.type?.shape, dims.count == 4,
               let h = dims[1].fixedSize, let w = dims[2].fixedSize, let c = dims[3].fixedSize else {

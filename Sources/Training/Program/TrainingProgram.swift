@@ -41,6 +41,14 @@ public final class TrainingProgram {
         outputValue = compiler.outputValue
         inputSize = compiler.values[inputValue].count / batch
         outputSize = compiler.values[outputValue].count / batch
+        // Activations stay from forward to backward; gradients need about two of the largest at a time.
+        let kept = values.filter { $0.aliasOf == nil }.reduce(0) { $0 + $1.count } + 2 * (values.map(\.count).max() ?? 0)
+        let budget = SessionOptions().memoryBudget
+        guard kept <= budget / 4 else {
+            let gib = { (bytes: Int) in String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) }
+            throw TrainingError("batch \(batch) needs about \(gib(kept * 4)) of activations, more than half of this machine's memory "
+                                + "(\(gib(budget))): use a smaller --batch")
+        }
         var scratchNeed = 1
         var savedBuffers: [UnsafeMutablePointer<Float>] = []
         for step in steps {
