@@ -123,7 +123,9 @@ final class KerasParityTests: XCTestCase {
         XCTAssertTrue(inference.allSatisfy(\.isFinite))
         XCTAssertNotEqual(Array(inference[0..<128]), Array(inference[128..<256]))
         for (k, v) in report.sorted(by: { $0.key < $1.key }) {
-            print(String(format: "keras parity: %@: Kizuki %.2e, float32 TensorFlow %.2e (worst, vs float64 Keras)", k, v.0, v.1))
+            // The moving statistics have no float32 TensorFlow value after step 1 in the fixture.
+            let theirs = k.hasPrefix("moving") ? "" : String(format: ", float32 TensorFlow %.2e", v.1)
+            print("keras parity: \(k): Kizuki " + String(format: "%.2e", v.0) + theirs + " (worst, vs float64 Keras)")
         }
     }
 
