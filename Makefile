@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
 
-APT_PACKAGES := libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev libpng-dev dataset-fashion-mnist chromium
+APT_PACKAGES := libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev libpng-dev libhdf5-dev dataset-fashion-mnist chromium
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python

@@ -5,11 +5,12 @@
 //   CONNX     protoc-c output for proto/onnx.proto (generated, `make proto`)
 //   CBLAS     OpenBLAS loaded at run time with kernels chosen from CPUID (not linked: see its header)
 //   CSync     futex event count and spin hint for the engine's thread pool
-//   CZlib, CPNG   system libraries (zlib, libpng)
+//   CZlib, CPNG, CHDF5   system libraries (zlib, libpng, libhdf5)
 //   OnnxIO    Model / Graph / Node / Tensor values, ONNX read/write, .npy and .pb tensor files
 //   Engine    planning and execution of graphs, one file per op family
 //   Anomaly   datasets (IDX, PNG), anchor index, k-NN, ROC/AUC, thresholds, reports
 //   Training  the trainer: training graphs in the ONNX IR, gradients, triplet losses, SGD, checkpoints
+//   Keras     Keras weight files (HDF5, through libhdf5)
 //   kizuki    the command-line tool
 // CPU-specific flags (e.g. -target-cpu) are passed by the Makefile, never here.
 import PackageDescription
@@ -32,6 +33,7 @@ let package = Package(
         .target(name: "CSync"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .target(
             name: "CONNX",
             exclude: ["PROTOC_C_VERSION"],
@@ -41,6 +43,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS", "CSync"]),
         .target(name: "Anomaly", dependencies: ["Engine", "OnnxIO", "CZlib", "CPNG"]),
         .target(name: "Training", dependencies: ["Engine", "OnnxIO", "Anomaly"]),
+        .target(name: "Keras", dependencies: ["CHDF5", "Training"]),
         // Hostile inputs through the whole pipeline (`make fuzz`, and a fixed budget in `make test`).
         .executableTarget(
             name: "kizuki-fuzz",
@@ -49,13 +52,14 @@ let package = Package(
         .executableTarget(
             name: "kizuki",
             dependencies: [
-                "OnnxIO", "Engine", "Anomaly", "Training",
+                "OnnxIO", "Engine", "Anomaly", "Training", "Keras",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "OnnxIOTests", dependencies: ["OnnxIO"], exclude: ["Fixtures"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO", "CBLAS"]),
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "Engine", "OnnxIO"]),
+        .testTarget(name: "KerasTests", dependencies: ["Keras"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "OnnxIO", "Anomaly"]),
         .testTarget(name: "ConformanceTests", dependencies: ["Engine", "OnnxIO"]),
         // Runs the built `kizuki` binary; depends on it so `swift build` makes it first (Anomaly: PNG fixtures).

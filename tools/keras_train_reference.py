@@ -16,6 +16,7 @@ a weight's file name is its Keras name with "/" replaced by "__"):
   input.npy                  [32,28,28,1]  pixels / 255, NHWC
   labels.npy                 [32] int32    1 = sneaker, 0 = any other class
   weights/<name>.npy         every weight and moving statistic before training
+  weights.h5                 the same, as tf_keras's save_weights writes it (HDF5)
   embeddings.npy             [32,128]      model(x, training=True) on the initial weights (step 1's forward)
   loss.npy                   float64 scalar, the loss of that forward
   grads/<name>.npy           the gradient of every trainable weight at the initial weights (step 1's tape)
@@ -256,6 +257,10 @@ def main() -> None:
     x, labels, rows = pick_batch(a.data)
     randomise(keras, model, x, np.random.default_rng(SEED))
     initial = {n: v.numpy() for n, v in zip(names, model.weights)}
+    # The same initial weights as Keras itself writes them (save_weights, HDF5): Kizuki's .h5 reader is
+    # checked against weights/*.npy. Written beside the folder first, moved in once the set is complete.
+    keras_h5 = os.path.join(os.path.dirname(os.path.abspath(a.outdir)), ".train-parity-weights.h5")
+    model.save_weights(keras_h5)
     run = train(tf, keras, model, trainable, x, labels)
     first_embeddings, first_loss, first_grads, step_losses = run["embeddings"], run["loss"], run["grads"], run["losses"]
     after = {n: v.numpy() for n, v in zip(names, model.weights)}
@@ -269,6 +274,7 @@ def main() -> None:
     np.save(os.path.join(a.outdir, "input.npy"), x)
     np.save(os.path.join(a.outdir, "labels.npy"), labels.astype(np.int32))
     save_tensors(a.outdir, "weights", initial)
+    shutil.move(keras_h5, os.path.join(a.outdir, "weights.h5"))
     np.save(os.path.join(a.outdir, "embeddings.npy"), first_embeddings.astype(np.float32))
     np.save(os.path.join(a.outdir, "loss.npy"), np.float64(first_loss))
     save_tensors(a.outdir, "grads", first_grads)
