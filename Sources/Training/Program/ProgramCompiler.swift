@@ -15,6 +15,9 @@ struct ProgramCompiler {
     var outputValue = 0
     private var constants: [String: Tensor] = [:]
     private var problems: [String] = []
+    /// How many nodes (and graph outputs) read each value, over the whole graph.
+    private var readerCount: [String: Int] = [:]
+    private var batchNorms = 0
 
     init(graph: TrainingGraph, batch: Int, parameters: ParameterStore) {
         self.graph = graph
@@ -34,6 +37,8 @@ struct ProgramCompiler {
         }
         guard g.outputs.count == 1 else { throw TrainingError("a training graph has one output (the embeddings); this one has \(g.outputs.count)") }
         inputValue = addValue(input.name, [batch, h, w, c])
+        for node in g.nodes { for name in node.inputs where !name.isEmpty { readerCount[name, default: 0] += 1 } }
+        for output in g.outputs { readerCount[output.name, default: 0] += 1 }
         for node in g.nodes {
             let known = problems.count
             compile(node)
@@ -143,7 +148,8 @@ struct ProgramCompiler {
             let spatial = s.dropFirst(2).reduce(1, *)
             let bn = BatchNormShape(batch: s[0], channels: s[1], spatial: spatial, epsilon: float(node, "epsilon", 1e-5),
                                     momentum: float(node, "momentum", 0.9))
-            kind = .batchNorm(bn, gamma: gamma, beta: beta, mean: mean, variance: variance, saved: 0)
+            kind = .batchNorm(bn, gamma: gamma, beta: beta, mean: mean, variance: variance, saved: batchNorms)
+            batchNorms += 1
             shape = s
         case "Clip":
             let lo = node.inputs.count > 1 ? constants[node.inputs[1]]?.elements(as: Float.self) : nil
@@ -151,8 +157,8 @@ struct ProgramCompiler {
             guard lo == [0], hi == [6] else { return refuse("only Clip(0, 6) (ReLU6) is supported") }
             kind = .relu6
             shape = s
-            // In place over a BatchNormalization output: nothing reads that in backward.
-            if values[first].readers == 0, steps.last.map({ $0.output == first && $0.op == "BatchNormalization" }) == true {
+            // In place over a BatchNormalization output read by this node only: its backward does not read it.
+            if readerCount[node.inputs[0]] == 1, steps.last(where: { $0.output == first })?.op == "BatchNormalization" {
                 alias = first
             }
         case "Add":
@@ -180,9 +186,8 @@ struct ProgramCompiler {
         default:
             return refuse("the operator has no training kernel")
         }
-        for i in x { values[i].readers += 1 }
         let out = addValue(node.outputs[0], shape, aliasOf: alias)
-        steps.append(Step(name: node.name, op: node.opType, kind: kind, inputs: x, output: out))
+        steps.append(Step(op: node.opType, kind: kind, inputs: x, output: out))
     }
 
     /// A value needs a gradient when a parameter influences it: anything computed from a parameter's output.

@@ -9,6 +9,7 @@ enum StepKind {
     /// Zero padding of H and W: [top, left, bottom, right].
     case pad([Int])
     case conv(Conv2DShape, weight: Int)
+    /// `saved`: which of the program's saved mean/invStd buffers this node uses (BatchNormalizations in order).
     case batchNorm(BatchNormShape, gamma: Int, beta: Int, mean: Int, variance: Int, saved: Int)
     case relu6
     case add
@@ -19,7 +20,6 @@ enum StepKind {
 }
 
 struct Step {
-    var name: String
     var op: String
     var kind: StepKind
     var inputs: [Int]
@@ -34,6 +34,4 @@ struct ValueSlot {
     /// Index of another value whose memory this one shares (in-place ReLU6, Flatten), or nil.
     var aliasOf: Int?
     var requiresGradient = false
-    /// Nodes reading this value (gradients from several readers are summed).
-    var readers = 0
 }

@@ -83,7 +83,6 @@ public final class TrainingProgram {
     /// statistics in every BatchNormalization, whose moving statistics are updated.
     public func forward(images: UnsafePointer<Float>) {
         buffer(inputValue).update(from: images, count: batch * inputSize)
-        var bn = 0
         for step in steps {
             let t0 = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             let y = buffer(step.output), n = values[step.output].count
@@ -101,11 +100,10 @@ public final class TrainingProgram {
                                       right: p[3], threads: threads)
             case let .conv(s, w):
                 ConvTraining.forward(s, x: x, w: param(w), y: y, scratch: scratch, threads: threads)
-            case let .batchNorm(s, gamma, beta, mean, variance, _):
-                BatchNormTraining.forward(s, x: x, gamma: param(gamma), beta: param(beta), y: y, mean: saved[bn],
-                                          invStd: saved[bn] + s.channels, movingMean: param(mean), movingVariance: param(variance),
+            case let .batchNorm(s, gamma, beta, mean, variance, b):
+                BatchNormTraining.forward(s, x: x, gamma: param(gamma), beta: param(beta), y: y, mean: saved[b],
+                                          invStd: saved[b] + s.channels, movingMean: param(mean), movingVariance: param(variance),
                                           besselCorrected: TrainingProgram.besselCorrectedMovingVariance, threads: threads)
-                bn += 1
             case .relu6:
                 Relu6Training.forward(x: x, y: y, count: n, threads: threads)
             case .add:
@@ -128,17 +126,15 @@ public final class TrainingProgram {
     /// for every trainable parameter in `parameters` (overwritten, not accumulated across calls).
     public func backward(outputGradient: UnsafePointer<Float>) {
         gradients.reset()
-        var ready = [Bool](repeating: false, count: values.count)
         let dOut = gradients.acquire(values[outputValue].count)
         dOut.update(from: outputGradient, count: values[outputValue].count)
         var owner: [UnsafeMutablePointer<Float>?] = Array(repeating: nil, count: values.count)
         owner[outputValue] = dOut
-        ready[outputValue] = true
 
         /// Where the backward kernel writes the gradient of input value `v`: straight into its gradient if this is
         /// the first reader to report, else into a temporary that `finish` adds on.
         func target(_ v: Int) -> (UnsafeMutablePointer<Float>, accumulate: Bool) {
-            if ready[v] { return (gradients.acquire(values[v].count), true) }
+            if owner[v] != nil { return (gradients.acquire(values[v].count), true) }
             let g = gradients.acquire(values[v].count)
             owner[v] = g
             return (g, false)
@@ -148,13 +144,10 @@ public final class TrainingProgram {
                 AddTraining.accumulate(owner[v]!, t.0, count: values[v].count, threads: threads)
                 gradients.release(t.0)
             }
-            ready[v] = true
         }
 
-        var bn = saved.count
         for step in steps.reversed() {
-            if case .batchNorm = step.kind { bn -= 1 }
-            guard ready[step.output], let dy = owner[step.output] else { continue }
+            guard let dy = owner[step.output] else { continue }
             let t0 = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             let xIndex = step.inputs.first ?? step.output
             let needX = values[xIndex].requiresGradient
@@ -176,10 +169,10 @@ public final class TrainingProgram {
                 ConvTraining.backward(s, x: buffer(xIndex), w: param(w), dy: dy, dx: t?.0, dw: grad(w), scratch: scratch,
                                       threads: threads)
                 if let t { finish(xIndex, t) }
-            case let .batchNorm(s, gamma, beta, _, _, _):
+            case let .batchNorm(s, gamma, beta, _, _, b):
                 let t = target(xIndex)
-                BatchNormTraining.backward(s, x: buffer(xIndex), dy: dy, gamma: param(gamma), mean: saved[bn],
-                                           invStd: saved[bn] + s.channels, dx: t.0, dgamma: grad(gamma), dbeta: grad(beta),
+                BatchNormTraining.backward(s, x: buffer(xIndex), dy: dy, gamma: param(gamma), mean: saved[b],
+                                           invStd: saved[b] + s.channels, dx: t.0, dgamma: grad(gamma), dbeta: grad(beta),
                                            threads: threads)
                 finish(xIndex, t)
             case .relu6 where needX:
