@@ -7,11 +7,13 @@ public struct HDF5Error: Error, CustomStringConvertible {
     init(_ file: String, _ message: String) { description = "\(file): \(message)" }
 }
 
-/// The few HDF5 reads Keras weight files need, over libhdf5: groups, string-array attributes and float
-/// datasets. Objects are addressed by '/'-separated paths from the root. Read-only.
+/// The few HDF5 calls Keras weight files need, over libhdf5: groups, string-array attributes and float
+/// datasets, read (here) and written (HDF5File+Writing.swift). Objects are addressed by '/'-separated paths
+/// from the root.
 public final class HDF5File {
     public let path: String
-    private let id: hid_t
+    let id: hid_t
+    private var open = true
 
     public init(reading path: String) throws {
         self.path = path
@@ -23,7 +25,19 @@ public final class HDF5File {
         self.id = id
     }
 
-    deinit { H5Fclose(id) }
+    init(path: String, id: hid_t) {
+        self.path = path
+        self.id = id
+    }
+
+    deinit { if open { H5Fclose(id) } }
+
+    /// Flushes and closes the file (a written file is complete only after this).
+    public func close() throws {
+        guard open else { return }
+        open = false
+        guard H5Fclose(id) >= 0 else { throw HDF5Error(path, "libhdf5 cannot close (flush) it") }
+    }
 
     /// libhdf5 prints its error stack on stderr by default; errors reach users as HDF5Error instead.
     private static let silence: Void = { H5Eset_auto2(kizuki_h5e_default(), nil, nil) }()
@@ -47,6 +61,21 @@ public final class HDF5File {
         return info.type == H5O_TYPE_GROUP
     }
 
+    /// The names of the links in group `object` ("" = the root), in libhdf5's name order.
+    public func children(of object: String = "") throws -> [String] {
+        guard isGroup(object) else { throw HDF5Error(path, "no group '\(object)'") }
+        let group = object.isEmpty ? "/" : object
+        var info = H5G_info_t()
+        guard H5Gget_info_by_name(id, group, &info, kizuki_h5p_default()) >= 0 else { throw HDF5Error(path, "cannot list group '\(group)'") }
+        return try (0..<info.nlinks).map { i in
+            let size = H5Lget_name_by_idx(id, group, H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, kizuki_h5p_default())
+            guard size >= 0, size < 1 << 16 else { throw HDF5Error(path, "cannot list group '\(group)'") }
+            var name = [CChar](repeating: 0, count: Int(size) + 1)
+            H5Lget_name_by_idx(id, group, H5_INDEX_NAME, H5_ITER_INC, i, &name, name.count, kizuki_h5p_default())
+            return String(cString: name)
+        }
+    }
+
     /// The string values of attribute `name` on `object` ("" = the root): fixed-length or variable-length
     /// strings, one or an array (what h5py writes for Keras's `layer_names` and `weight_names`).
     public func stringsAttribute(_ name: String, of object: String = "") throws -> [String]? {
@@ -65,6 +94,7 @@ public final class HDF5File {
             let memType = H5Tcopy(kizuki_h5t_c_s1())
             defer { H5Tclose(memType) }
             H5Tset_size(memType, Int(bitPattern: UInt(bitPattern: -1)))  // H5T_VARIABLE
+            H5Tset_cset(memType, H5Tget_cset(type))  // libhdf5 does not convert between ASCII and UTF-8
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
             guard H5Aread(attr, memType, &pointers) >= 0 else { throw HDF5Error(path, "cannot read attribute '\(name)' of '\(where_)'") }
             defer { H5Dvlen_reclaim(memType, space, kizuki_h5p_default(), &pointers) }

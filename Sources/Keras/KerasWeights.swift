@@ -11,6 +11,12 @@ public struct KerasWeights {
         public var shape: [Int]
         public var values: [Float]
 
+        public init(name: String, shape: [Int], values: [Float]) {
+            self.name = name
+            self.shape = shape
+            self.values = values
+        }
+
         /// "Conv1/kernel": the last two path parts without ":0" (the layer and the variable).
         public var shortName: String {
             let parts = name.split(separator: "/").suffix(2).joined(separator: "/")
@@ -21,6 +27,11 @@ public struct KerasWeights {
     public struct Layer: Equatable {
         public var name: String
         public var weights: [Weight]
+
+        public init(name: String, weights: [Weight]) {
+            self.name = name
+            self.weights = weights
+        }
     }
 
     public var file: String
@@ -31,6 +42,13 @@ public struct KerasWeights {
 
     public var weights: [Weight] { layers.flatMap(\.weights) }
 
+    public init(file: String, layers: [Layer], kerasVersion: String?, backend: String?) {
+        self.file = file
+        self.layers = layers
+        self.kerasVersion = kerasVersion
+        self.backend = backend
+    }
+
     public init(contentsOf path: String) throws {
         let h5 = try HDF5File(reading: path)
         file = path
@@ -39,9 +57,7 @@ public struct KerasWeights {
             root = "model_weights"  // a full-model file from model.save
         }
         guard let names = try h5.stringsAttribute("layer_names", of: root) else {
-            if h5.isGroup("layers") && h5.isGroup("vars") {
-                throw HDF5Error(path, "a Keras 3 .weights.h5 file; Kizuki reads Keras 2 / tf_keras weight files (layer_names) so far")
-            }
+            if try Keras3Weights.isKeras3(h5) { throw HDF5Error(path, "a Keras 3 .weights.h5 file, not the Keras 2 layout (layer_names)") }
             throw HDF5Error(path, "not a Keras weight file: no 'layer_names' attribute at the root or under 'model_weights'")
         }
         kerasVersion = try h5.stringsAttribute("keras_version", of: root)?.first
@@ -58,6 +74,29 @@ public struct KerasWeights {
                 return Weight(name: name, shape: shape, values: values)
             }
             return Layer(name: layer, weights: weights)
+        }
+    }
+}
+
+extension KerasWeights {
+    /// Writes the Keras 2 layout that both tf_keras and Keras 3 load by position: root `layer_names` (the layers
+    /// with weights), per layer a group with `weight_names`, and float32 datasets at `<layer>/<weight name>`.
+    /// Weight names may nest (`mobilenetv2_1.00_84/Conv1/kernel:0` is the dataset `Conv1/kernel:0` of that layer).
+    public func write(to path: String) throws {
+        try HDF5File.write(path) { h5 in
+            let written = layers.filter { !$0.weights.isEmpty }
+            try h5.writeStringsAttribute("layer_names", written.map(\.name))
+            if let backend { try h5.writeStringsAttribute("backend", [backend], scalar: true) }
+            if let kerasVersion { try h5.writeStringsAttribute("keras_version", [kerasVersion], scalar: true) }
+            for layer in written {
+                try h5.createGroup(layer.name)
+                try h5.writeStringsAttribute("weight_names", layer.weights.map(\.name), of: layer.name)
+                for w in layer.weights {
+                    let object = layer.name + "/" + w.name
+                    try h5.createGroup(object.split(separator: "/").dropLast().joined(separator: "/"))
+                    try h5.writeFloats(object, w.values, shape: w.shape)
+                }
+            }
         }
     }
 }

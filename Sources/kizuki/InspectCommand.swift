@@ -5,9 +5,9 @@ import OnnxIO
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Describe an ONNX model (producer, opsets, inputs and outputs, operators, parameters) or a Keras weight file (.h5).")
+        abstract: "Describe an ONNX model (producer, opsets, inputs and outputs, operators, parameters) or a Keras weight file (.h5, .hdf5, .weights.h5).")
 
-    @Argument(help: "The .onnx file, or a Keras .h5 / .hdf5 weight file.") var model: String
+    @Argument(help: "The .onnx file, or a Keras .h5 / .hdf5 / .weights.h5 weight file.") var model: String
     @Flag(help: "Print the same fields as JSON.") var json = false
 
     func run() throws {
@@ -27,11 +27,13 @@ struct Inspect: ParsableCommand {
         }
     }
 
-    /// Layers with their weight names and shapes, in the file's order (Keras matches them by position).
+    /// Layers with their weight names and shapes: a Keras 2 file in its order (Keras matches it by position),
+    /// a Keras 3 file by path (how Keras 3 matches it).
     func inspectKeras() throws {
         let weights: KerasWeights
         do {
             try FileAction.checkInput(model, option: "the weight file")
+            if try Keras3Weights.isKeras3(file: model) { return inspectKeras3(try Keras3Weights(contentsOf: model)) }
             weights = try KerasWeights(contentsOf: model)
         } catch { throw fail(error) }
         let withWeights = weights.layers.filter { !$0.weights.isEmpty }
@@ -41,6 +43,16 @@ struct Inspect: ParsableCommand {
         for layer in withWeights {
             print("  \(layer.name)")
             for w in layer.weights { print("    \(w.name)  \(w.shape)") }
+        }
+    }
+
+    func inspectKeras3(_ weights: Keras3Weights) {
+        let variables = weights.layers.flatMap(\.variables)
+        print("\(model): Keras 3 weight file")
+        print("\(weights.layers.count) layers with variables, \(variables.count) variables, \(variables.reduce(0) { $0 + $1.values.count }) values")
+        for layer in weights.layers {
+            print("  \(layer.path)" + (layer.name.map { "  (\($0))" } ?? ""))
+            for v in layer.variables { print("    \(v.name)  \(v.shape)") }
         }
     }
 }

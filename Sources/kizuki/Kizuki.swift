@@ -10,7 +10,7 @@ struct Kizuki: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kizuki",
         abstract: "Image anomaly detection with learned embeddings, on ONNX models.",
-        subcommands: [Inspect.self, Run.self, Embed.self, Index.self, Score.self, Calibrate.self, Eval.self, Train.self, Bench.self, BenchTrain.self, Conformance.self]
+        subcommands: [Inspect.self, Run.self, Embed.self, Index.self, Score.self, Calibrate.self, Eval.self, Train.self, KerasCommand.self, Bench.self, BenchTrain.self, Conformance.self]
     )
 
     @Flag(help: "Print Kizuki's version, the CPU's vector features and the BLAS kernels in use.") var version = false
