@@ -89,7 +89,7 @@ fixtures: $(FIXTURES)/MANIFEST.json $(FIXTURES)/train-parity/manifest.json
 
 test: deps proto-check venv conformance-data fixtures check-ops-table
 	swift build $(TEST_BUILD)
-	KIZUKI_PYTHON=$(abspath $(VPY)) swift test $(TEST_BUILD)
+	KIZUKI_PYTHON=$(abspath $(VPY)) KIZUKI_KERAS_PYTHON=$(FIXTURE_VENV)/bin/python swift test $(TEST_BUILD)
 	$(VPY) tools/check_written.py .cache/written
 	$(FUZZ) --seconds $(FUZZ_TEST_SECONDS) --seed 1 --out .build-fuzz/test $(FUZZ_ARGS)
 

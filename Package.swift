@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "OnnxIOTests", dependencies: ["OnnxIO"], exclude: ["Fixtures"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO", "CBLAS"]),
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "Engine", "OnnxIO"]),
-        .testTarget(name: "KerasTests", dependencies: ["Keras"]),
+        .testTarget(name: "KerasTests", dependencies: ["Keras", "Training", "Engine", "OnnxIO", "Anomaly"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "OnnxIO", "Anomaly"]),
         .testTarget(name: "ConformanceTests", dependencies: ["Engine", "OnnxIO"]),
         // Runs the built `kizuki` binary; depends on it so `swift build` makes it first (Anomaly: PNG fixtures).
