@@ -41,11 +41,16 @@ class CLITestCase: XCTestCase {
 
     /// Runs kizuki; after `timeout` seconds it is killed (a hang shows as a run ended by a signal).
     @discardableResult
-    func kizuki(_ args: [String], timeout: Double = 900) throws -> Result {
+    func kizuki(_ args: [String], timeout: Double = 900, in directory: URL? = nil) throws -> Result {
+        try run(Self.binary!, args, timeout: timeout, in: directory)
+    }
+
+    /// Runs any program (in the checkout unless `directory` is given), capturing its output.
+    func run(_ program: URL, _ args: [String], timeout: Double = 900, in directory: URL? = nil) throws -> Result {
         let p = Process()
-        p.executableURL = Self.binary!
+        p.executableURL = program
         p.arguments = args
-        p.currentDirectoryURL = Self.root
+        p.currentDirectoryURL = directory ?? Self.root
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

@@ -70,17 +70,3 @@ final class TrainCommandTests: CLITestCase {
         XCTAssertTrue(resumed.out.contains("epoch   3/3"), resumed.out)
     }
 }
-
-/// `kizuki inspect` on Keras weight files.
-final class InspectKerasTests: CLITestCase {
-    func testListsLayersAndWeights() throws {
-        let file = Self.root.appendingPathComponent(".cache/fixtures/train-parity/weights.h5").path
-        guard FileManager.default.fileExists(atPath: file) else { throw XCTSkip("fixture missing: run `make fixtures`") }
-        let r = try kizuki("inspect", file)
-        XCTAssertEqual(r.status, 0, r.err)
-        XCTAssertTrue(r.out.contains("262 weights"), r.out)
-        XCTAssertTrue(r.out.contains("Conv1/kernel:0  [3, 3, 1, 32]"), r.out)
-        let fake = try writeNpy("fake.h5", shape: [2], values: [1, 2])
-        assertRefused(try kizuki("inspect", fake), "not an HDF5 file")
-    }
-}
