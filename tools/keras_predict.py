@@ -10,6 +10,9 @@ JOBS.json is a list of jobs, each
 "nested" is the reference recipe's model (tfkeras_recipe.build_embedder: MobileNetV2 as one nested layer);
 "flat" inlines MobileNetV2's layers (MobileNetV2(input_tensor=...)), as the shared keras-seed model does.
 Embeddings are computed in inference mode (model.predict) and saved as float32 [N,128].
+Optional "save_weights" / "save_model": after loading, Keras also writes the model's weights (save_weights; a
+".weights.h5" name gives Keras 3's layout) or the whole model (model.save; tf_keras's legacy .h5 with the weights
+under model_weights/) there, for Kizuki to read files Keras wrote itself.
 A job that fails prints its error and makes the exit status 1; the other jobs still run.
 
 Runs in the fixture venv (tools/setup_fixtures_venv.sh): TensorFlow 2.21 CPU, tf_keras 2.21, Keras 3.
@@ -64,6 +67,10 @@ def main() -> int:
             images = np.load(job["images"]).astype(np.float32)
             embeddings = model.predict(images, batch_size=64, verbose=0).astype(np.float32)
             np.save(job["out"], embeddings)
+            if "save_weights" in job:
+                model.save_weights(job["save_weights"])
+            if "save_model" in job:
+                model.save(job["save_model"])
             print(f"{job['keras']} {job['layout']} {job['weights']}: {embeddings.shape}", flush=True)
         except Exception as e:  # report every job, then fail
             print(f"FAILED {job}: {type(e).__name__}: {e}", flush=True)

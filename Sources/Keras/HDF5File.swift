@@ -4,7 +4,7 @@ import Foundation
 /// An error reading an HDF5 file: names the file and the object.
 public struct HDF5Error: Error, CustomStringConvertible {
     public var description: String
-    init(_ file: String, _ message: String) { description = "\(file): \(message)" }
+    public init(_ file: String, _ message: String) { description = "\(file): \(message)" }
 }
 
 /// The few HDF5 calls Keras weight files need, over libhdf5: groups, string-array attributes and float

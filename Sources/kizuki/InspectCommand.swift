@@ -33,6 +33,7 @@ struct Inspect: ParsableCommand {
         let weights: KerasWeights
         do {
             try FileAction.checkInput(model, option: "the weight file")
+            try KerasFileProbe.check(model)
             if try Keras3Weights.isKeras3(file: model) { return inspectKeras3(try Keras3Weights(contentsOf: model)) }
             weights = try KerasWeights(contentsOf: model)
         } catch { throw fail(error) }

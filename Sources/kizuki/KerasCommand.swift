@@ -8,7 +8,7 @@ struct KerasCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keras",
         abstract: "Move the embedder's weights between Keras weight files and Kizuki checkpoints, with no Python in between.",
-        subcommands: [KerasImport.self, KerasExport.self])
+        subcommands: [KerasImport.self, KerasExport.self, KerasProbe.self])
 }
 
 struct KerasImport: ParsableCommand {
@@ -29,6 +29,7 @@ struct KerasImport: ParsableCommand {
     func run() throws {
         do {
             try FileAction.checkInput(weights, option: "the weight file")
+            try KerasFileProbe.check(weights)
             let imported = try EmbedderKerasWeights.read(weights)
             let folder = URL(fileURLWithPath: out)
             let files = ["checkpoint.onnx", "model.onnx"].map { folder.appendingPathComponent($0) }

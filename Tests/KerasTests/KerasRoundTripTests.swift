@@ -141,7 +141,10 @@ final class KerasRoundTripTests: XCTestCase {
         }
 
         let images = try writeImages()
-        struct Job: Encodable { var keras, layout, dense_name, weights, images, out: String }
+        struct Job: Encodable {
+            var keras, layout, dense_name, weights, images, out: String
+            var save_weights, save_model: String?
+        }
         var jobs: [Job] = []
         for layout in KerasLayout.allCases {
             for name in ["\(layout).h5", "\(layout).weights.h5"] {
@@ -156,7 +159,9 @@ final class KerasRoundTripTests: XCTestCase {
         try EmbedderKerasWeights.write(imported.graph.model, file: "imported", to: path("rewritten.h5"))
         for keras in ["tf_keras", "keras3"] {
             for (tag, file) in [("original", Self.seedWeights.path), ("rewritten", path("rewritten.h5"))] {
-                jobs.append(Job(keras: keras, layout: "flat", dense_name: "embedding", weights: file, images: images, out: path("\(keras)-\(tag).npy")))
+                jobs.append(Job(keras: keras, layout: "flat", dense_name: "embedding", weights: file, images: images, out: path("\(keras)-\(tag).npy"),
+                                save_weights: tag == "original" && keras == "keras3" ? path("keras3-saved.weights.h5") : nil,
+                                save_model: tag == "original" && keras == "tf_keras" ? path("tf_keras-model.h5") : nil))
             }
         }
         let jobFile = path("jobs.json")
@@ -168,6 +173,12 @@ final class KerasRoundTripTests: XCTestCase {
             let err = relativeError(kizuki, keras)
             print("\(job.keras) load_weights(\(URL(fileURLWithPath: job.weights).lastPathComponent)) vs Kizuki: \(err)")
             XCTAssertLessThanOrEqual(err, 1e-4, "\(job.keras) \(job.weights)")
+        }
+        // Files Keras wrote itself from the shared weights: Keras 3's .weights.h5 and tf_keras's full-model .h5.
+        for file in ["keras3-saved.weights.h5", "tf_keras-model.h5"] {
+            let again = try EmbedderKerasWeights.read(path(file))
+            XCTAssertEqual(again.graph.model.graph.initializers, imported.graph.model.graph.initializers, file)
+            XCTAssertEqual(again.layout, .flat, file)
         }
         for keras in ["tf_keras", "keras3"] {
             let original = try Npy.read(URL(fileURLWithPath: path("\(keras)-original.npy"))).elements(as: Float.self)

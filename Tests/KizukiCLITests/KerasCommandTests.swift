@@ -55,6 +55,21 @@ final class KerasCommandTests: CLITestCase {
         assertRefused(try kizuki("keras", "import", Self.seedWeights, "--out", path("out")), "checkpoint.onnx already exists")
     }
 
+    /// Corrupt Keras files are refused, never crash: one wrong byte in a global heap makes libhdf5 1.10 copy out of
+    /// bounds (found by flipping bytes), which the CLI meets in a child process first; a truncated file is refused too.
+    func testCorruptFilesAreRefusedWithoutACrash() throws {
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: Self.seedWeights))
+        let original = bytes
+        bytes[1845] = 0xC7
+        try bytes.write(to: tmp.appendingPathComponent("corrupt.h5"))
+        try original.prefix(50_000).write(to: tmp.appendingPathComponent("truncated.h5"))
+        for file in ["corrupt.h5", "truncated.h5"] {
+            assertRefused(try kizuki("inspect", path(file)), path(file))
+            assertRefused(try kizuki("keras", "import", path(file), "--out", path("out")), path(file))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("out/checkpoint.onnx")))
+    }
+
     func testExportRefusesWhatItCannotWrite() throws {
         assertRefused(try kizuki("keras", "export", Self.seed, "--out", path("x.h5")), "model.onnx", "import the Keras weights instead")
         assertRefused(try kizuki("keras", "export", Self.seed, "--out", path("x.onnx")), "--out must end in .h5")
