@@ -10,6 +10,8 @@ Prints one table with the ratio Kizuki / onnxruntime of the median milliseconds 
 (below 1 = Kizuki is faster), headed by the CPU's name and the BLAS core Kizuki runs.
 
 --shape gives an input's shape to both sides (needed for inputs with free axes after the batch).
+--profile prints, after each configuration, both sides' time per run by op kind (Kizuki's `bench --profile`,
+onnxruntime's SessionOptions.enable_profiling), from separate profiled runs.
 --load runs one busy process (a plain CPU spin loop) beside both sides for the whole run, started
 before the first configuration and killed after the last: how each copes with a machine that is
 not theirs alone.
@@ -31,15 +33,16 @@ def run_json(cmd):
     return done.stdout
 
 
-def kizuki(binary, model, batch, threads, seconds, shapes):
+def kizuki(binary, model, batch, threads, seconds, shapes, profile=False):
     out = run_json([binary, "bench", model, "--batch", str(batch), "--threads", str(threads),
-                    "--seconds", str(seconds), "--json"] + [a for s in shapes for a in ("--shape", s)])
+                    "--seconds", str(seconds), "--json"] + (["--profile"] if profile else [])
+                   + [a for s in shapes for a in ("--shape", s)])
     return json.loads(out.strip().splitlines()[-1])
 
 
-def ort(model, batch, threads, seconds, shapes):
+def ort(model, batch, threads, seconds, shapes, profile=False):
     out = run_json([sys.executable, str(TOOLS / "ort_bench.py"), model, "--batch", str(batch),
-                    "--threads", str(threads), "--seconds", str(seconds), "--json"]
+                    "--threads", str(threads), "--seconds", str(seconds), "--json"] + (["--profile"] if profile else [])
                    + [a for s in shapes for a in ("--shape", s)])
     return json.loads(out)[0]
 
@@ -60,6 +63,18 @@ def blas_line(binary):
     return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("blas:")), "unknown")
 
 
+def print_profiles(kizuki_ops: dict, ort_ops: dict, top: int = 8):
+    """Two columns of (op kind, ms per run), largest first; each side names op kinds its own way."""
+    k = sorted(kizuki_ops.items(), key=lambda kv: -kv[1])[:top]
+    o = sorted(ort_ops.items(), key=lambda kv: -kv[1])[:top]
+    print(f"      {'Kizuki op kind':<30} {'ms/run':>8}    {'onnxruntime op':<22} {'ms/run':>8}")
+    for i in range(max(len(k), len(o))):
+        left = f"{k[i][0]:<30} {k[i][1]:>8.2f}" if i < len(k) else " " * 39
+        right = f"{o[i][0]:<22} {o[i][1]:>8.2f}" if i < len(o) else ""
+        print(f"      {left}    {right}")
+    print(f"      {'total':<30} {sum(kizuki_ops.values()):>8.2f}    {'total':<22} {sum(ort_ops.values()):>8.2f}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("kizuki")
@@ -69,6 +84,8 @@ def main():
     p.add_argument("--seconds", type=float, default=3)
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...")
     p.add_argument("--load", action="store_true", help="run one busy process beside both sides")
+    p.add_argument("--profile", action="store_true",
+                   help="after each configuration, milliseconds per run by op kind: Kizuki's beside onnxruntime's")
     a = p.parse_args()
     print(f"model {a.model}; {a.seconds:g} s per side per round, 2 rounds; medians of ms per image")
     print(f"cpu {cpu_name()}; blas {blas_line(a.kizuki)}")
@@ -87,6 +104,9 @@ def main():
                 om = statistics.median(r["per_image_ms"] for r in o)
                 rss = max(r["peak_rss_mib"] for r in k)
                 print(f"{batch:>5} {threads:>7} {km:>14.3f} {om:>11.3f} {km / om:>7.2f} {rss:>15.1f}", flush=True)
+                if a.profile:
+                    print_profiles(kizuki(a.kizuki, a.model, batch, threads, 1, a.shape, profile=True)["profile"],
+                                   ort(a.model, batch, threads, 0.1, a.shape, profile=True)["profile"])
     finally:
         if load:
             load.kill()

@@ -13,9 +13,12 @@ with --shape (the first axis of --shape is replaced by the batch); a few warm-up
 runs for --seconds (at least 5 runs). Reports median/min/max milliseconds per batch and
 median milliseconds per image. --json prints a JSON list of
 {batch, threads, median_ms, min_ms, max_ms, per_image_ms} instead of a table.
+--profile adds, per configuration, onnxruntime's own profile (SessionOptions.enable_profiling) of 10 further
+runs in a second session: milliseconds per run by op type (as it runs them after its graph rewrites).
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -29,8 +32,9 @@ DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
           "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
-def make_session(model: str, threads: int) -> ort.InferenceSession:
+def make_session(model: str, threads: int, profile: bool = False) -> ort.InferenceSession:
     so = ort.SessionOptions()
+    so.enable_profiling = profile
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -81,6 +85,28 @@ def make_feed(sess: ort.InferenceSession, batch: int, shapes: dict, rng: np.rand
     return feed
 
 
+def op_profile(model: str, batch: int, threads: int, shapes: dict, runs: int = 10, warmup: int = 3) -> dict:
+    """Milliseconds per run by op type, from onnxruntime's profiler: kernel events of the runs after the warm-up."""
+    sess = make_session(model, threads, profile=True)
+    feed = make_feed(sess, batch, shapes, np.random.default_rng(0))
+    for _ in range(warmup + runs):
+        sess.run(None, feed)
+    path = sess.end_profiling()
+    with open(path) as f:
+        events = json.load(f)
+    os.remove(path)
+    starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    if len(starts) != warmup + runs:
+        sys.exit(f"onnxruntime's profile has {len(starts)} runs, expected {warmup + runs}")
+    first = starts[warmup]
+    totals: dict = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= first:
+            op = e.get("args", {}).get("op_name", "?")
+            totals[op] = totals.get(op, 0.0) + e["dur"] / 1000.0
+    return {op: ms / runs for op, ms in totals.items()}
+
+
 def bench(model: str, batch: int, threads: int, seconds: float, shapes: dict, warmup: int = 3) -> dict:
     sess = make_session(model, threads)
     feed = make_feed(sess, batch, shapes, np.random.default_rng(0))
@@ -120,11 +146,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--shape", type=shape_option, action="append", default=[], metavar="NAME=D0,D1,...")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="add onnxruntime's per-op-type profile")
     a = ap.parse_args()
     shapes = dict(a.shape)
     if len(shapes) != len(a.shape):
         ap.error("an input's --shape is given twice")
     results = [bench(a.model, b, t, a.seconds, shapes) for t in a.threads for b in a.batch]
+    if a.profile:
+        for r in results:
+            r["profile"] = op_profile(a.model, r["batch"], r["threads"], shapes)
     if a.json:
         print(json.dumps(results, indent=1))
         return

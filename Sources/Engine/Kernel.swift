@@ -82,14 +82,22 @@ public struct RunContext {
     /// Runs `body` over `0..<count` split into at most `threads` contiguous chunks (each at least
     /// `minChunk` long), on the session's persistent thread pool.
     public func parallelFor(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        parallelChunks(count, minChunk: minChunk) { _, range in body(range) }
+    }
+
+    /// As `parallelFor`, also passing each chunk's index, which is below `maxChunks`: a key to per-thread scratch.
+    public func parallelChunks(_ count: Int, minChunk: Int = 1, _ body: (Int, Range<Int>) -> Void) {
         let pool = ThreadPool.shared
-        let chunks = max(1, min(threads, pool.workerCount + 1, count / max(minChunk, 1)))
-        if chunks <= 1 { if count > 0 { body(0..<count) }; return }
+        let chunks = max(1, min(maxChunks, count / max(minChunk, 1)))
+        if chunks <= 1 { if count > 0 { body(0, 0..<count) }; return }
         pool.run(chunks: chunks) { c in
             let lo = count * c / chunks, hi = count * (c + 1) / chunks
-            if lo < hi { body(lo..<hi) }
+            if lo < hi { body(c, lo..<hi) }
         }
     }
+
+    /// The most chunks `parallelFor` splits work into (the threads asked for, as far as the pool has them).
+    public var maxChunks: Int { max(1, min(threads, ThreadPool.shared.workerCount + 1)) }
 }
 
 /// One operator of one node. Made once per session from the node (attributes parsed then),

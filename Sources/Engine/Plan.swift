@@ -253,10 +253,11 @@ final class Plan {
     /// Op type, with the kind of convolution (depthwise, 1x1, k x k) and any fused activation.
     static func profileLabel(_ step: Step) -> String {
         var label = step.node.opType
-        if label == "Conv", step.inputs.count > 1, let w = step.inputs[1]?.spec.shape, w.count == 4 {
+        if label == "Conv" || label == "NhwcConv", step.inputs.count > 1, let w = step.inputs[1]?.spec.shape, w.count == 4 {
             if case .int(let g)? = step.node.attribute("group"), g > 1, Int(g) == w[0] { label += " depthwise \(w[2])x\(w[3])" }
             else { label += " \(w[2])x\(w[3])" }
         }
+        if label == "NhwcConv", step.inputs.count > 3, step.inputs[3] != nil { label += " +Add" }
         if step.node.attribute(FusedAttributes.clipMin) != nil { label += " +Clip" }
         return label
     }

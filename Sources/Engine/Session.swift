@@ -9,6 +9,8 @@ public struct SessionOptions: Sendable {
     public var checkFinite = false
     /// Apply graph rewrites (fusions) before planning.
     public var optimize = true
+    /// With `optimize`: run eligible convolutions in NHWC (LayoutNHWC.swift); false keeps NCHW throughout.
+    public var nhwc = true
     /// Time every node; read the totals with `Session.profile`.
     public var profile = false
     /// Bytes the engine may allocate for one input signature from sizes the model determines: each
@@ -52,7 +54,13 @@ public final class Session {
         let opset = Int(model.opsetVersion() ?? 1)
         var graph = model.graph
         try Session.checkSingleProducers(graph)
+        let reserved = graph.nodes.filter { $0.domain == OpRegistry.internalDomain }
+        if !reserved.isEmpty {
+            throw EngineError(.unsupported, "the model uses the domain '\(OpRegistry.internalDomain)', reserved for Kizuki's own rewrites "
+                + "(first: node \(reserved[0].label), \(reserved.count) node(s))")
+        }
         if options.optimize { graph = GraphOptimizer.optimize(graph) }
+        if options.optimize && options.nhwc { graph = LayoutNHWC.rewrite(graph) }
         self.graph = graph
 
         var constants: [String: HostTensor] = [:]
@@ -74,8 +82,9 @@ public final class Session {
                 let seen = unsupported[key]
                 unsupported[key] = ((seen?.count ?? 0) + 1, seen?.first ?? node.label, seen?.why ?? why)
             }
-            guard node.domain.isEmpty || node.domain == "ai.onnx" else { refuse("domain '\(node.domain)'"); continue }
-            guard let factory = OpRegistry.factories[node.opType] else { refuse(""); continue }
+            let ours = node.domain == OpRegistry.internalDomain
+            guard node.domain.isEmpty || node.domain == "ai.onnx" || ours else { refuse("domain '\(node.domain)'"); continue }
+            guard let factory = (ours ? OpRegistry.internalOps : OpRegistry.factories)[node.opType] else { refuse(""); continue }
             do {
                 built.append((node, try factory(NodeInfo(node: node, opset: opset))))
             } catch let e as KernelError where e.isUnsupported {

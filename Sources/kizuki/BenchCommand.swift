@@ -87,11 +87,16 @@ struct Bench: ParsableCommand {
                     let median = times[times.count / 2]
                     let rss = PeakMemory.mebibytes()
                     if json {
-                        print(#"{"batch": \#(b), "threads": \#(t), "median_ms": \#(median), "min_ms": \#(times.first!), "max_ms": \#(times.last!), "per_image_ms": \#(median / Double(b)), "runs": \#(times.count), "peak_rss_mib": \#(rss)}"#)
+                        // With --profile: milliseconds per run by op kind, as onnxruntime's profile is read (tools/ort_bench.py).
+                        let ops = profile ? ", \"profile\": {" + session.profile.sorted { $0.key < $1.key }.map { op, entry in
+                            "\"\(op)\": \(1e3 * entry.seconds / Double(times.count))"
+                        }.joined(separator: ", ") + "}" : ""
+                        print(#"{"batch": \#(b), "threads": \#(t), "median_ms": \#(median), "min_ms": \#(times.first!), "max_ms": \#(times.last!), "per_image_ms": \#(median / Double(b)), "runs": \#(times.count), "peak_rss_mib": \#(rss)"#
+                            + ops + "}")
                     } else {
                         print(String(format: "%5d %7d %11.3f %11.3f %11.3f %9.3f %14.1f", b, t, median, times.first!, times.last!, median / Double(b), rss))
+                        if profile { Bench.printProfile(session) }
                     }
-                    if profile { Bench.printProfile(session) }
                 }
             }
         } catch let e as ExitCode { throw e } catch { throw fail(error) }

@@ -38,13 +38,16 @@ final class SessionTests: XCTestCase {
         return try HostTensor(shape: shape, floats: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) })
     }
 
+    /// The NCHW rewrites alone (GraphOptimizer); LayoutNHWCTests covers the NHWC layout that follows them.
+    var nchwOnly: SessionOptions { var o = SessionOptions(); o.nhwc = false; return o }
+
     func testRewritesKeepTheResult() throws {
         for padNode in [false, true] {
             let model = convChain(padNode: padNode)
             var plain = SessionOptions()
             plain.optimize = false
             let reference = try Session(model: model, options: plain)
-            let optimized = try Session(model: model)
+            let optimized = try Session(model: model, options: nchwOnly)
             // Everything folds into one Conv node.
             XCTAssertEqual(optimized.steps.map(\.node.opType), ["Conv"])
             XCTAssertEqual(reference.steps.count, padNode ? 5 : 4)
@@ -60,7 +63,7 @@ final class SessionTests: XCTestCase {
         var model = convChain()
         // Conv's output is also a graph output: nothing may be folded into it.
         model.graph.outputs.append(ValueInfo(name: "c", type: nil))
-        let optimized = try Session(model: model)
+        let optimized = try Session(model: model, options: nchwOnly)
         XCTAssertEqual(optimized.steps.map(\.node.opType), ["Conv", "Mul", "Add", "Clip"])
     }
 
@@ -184,7 +187,7 @@ final class SessionTests: XCTestCase {
         ]
         for (name, nodes) in cases {
             // Nothing is rewritten (the optimiser used to index the missing input or output and trap)...
-            let session = try Session(model: model(nodes))
+            let session = try Session(model: model(nodes), options: nchwOnly)
             XCTAssertEqual(session.steps.count, nodes.count, name)
             // ...and planning reports the node (or, where the kernel tolerates the extra input, runs).
             do { _ = try session.run(["x": random([1, 2, 4, 4])]) } catch {
@@ -220,7 +223,7 @@ final class SessionTests: XCTestCase {
         plain.optimize = false
         let feeds = ["x": try random([2, 2, 3, 3]), "computed": try HostTensor(shape: [], floats: [0.5])]
         for (act, opset, fused) in cases {
-            let optimized = try Session(model: model(act, opset: opset))
+            let optimized = try Session(model: model(act, opset: opset), options: nchwOnly)
             XCTAssertEqual(optimized.steps.count, fused ? 1 : 2, "\(act.opType) \(act.inputs) opset \(opset)")
             let want = try Session(model: model(act, opset: opset), options: plain).run(feeds)["y"]!.floats
             XCTAssertEqual(try optimized.run(feeds)["y"]!.floats, want, "\(act.opType) \(act.inputs) opset \(opset)")
@@ -280,7 +283,7 @@ final class SessionTests: XCTestCase {
 
     /// Convolution geometry is made when a shape is planned; later runs of that shape only look it up.
     func testConvGeometryIsMadeOncePerPlannedShape() throws {
-        let session = try Session(model: convChain())
+        let session = try Session(model: convChain(), options: nchwOnly)
         let conv = try XCTUnwrap(session.steps.first?.kernel as? ConvKernel)
         for _ in 0..<3 { _ = try session.run(["x": random([2, 2, 4, 4])]) }
         XCTAssertEqual(conv.geometries.map(\.x), [[2, 2, 4, 4]])
