@@ -3,11 +3,12 @@
 #   make demo    the reference experiment with the default model, writes report.html
 #   make bench   Kizuki against onnxruntime on the same model, same run (BENCH_ARGS="--load --seconds 1" ...)
 #   make bench-train  Kizuki's trainer against TensorFlow (tf_keras), same recipe and batch, same run (BENCH_TRAIN_ARGS=...)
+#   make bench-instructions  instructions per image under callgrind, Kizuki and onnxruntime (BENCH_INSTRUCTIONS_ARGS=...)
 #   make fuzz    hostile inputs through the whole pipeline for FUZZ_SECONDS (a new seed each time)
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
 
-APT_PACKAGES := libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev libpng-dev libhdf5-dev dataset-fashion-mnist chromium
+APT_PACKAGES := libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev libpng-dev libhdf5-dev dataset-fashion-mnist chromium valgrind
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -31,7 +32,7 @@ FUZZ_SECONDS ?= 1800
 FUZZ_SEED ?= $(shell date +%s)
 FUZZ_ARGS ?=
 
-.PHONY: all build test fuzz demo bench bench-train deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
+.PHONY: all build test fuzz demo bench bench-instructions bench-train deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
 
 all: build
 
@@ -102,6 +103,10 @@ demo: build
 
 bench: build venv
 	$(VPY) tools/bench_compare.py $(KIZUKI) $(MODEL) $(BENCH_ARGS)
+
+# Instructions per image under callgrind, Kizuki and onnxruntime (repeatable where times are noisy).
+bench-instructions: build venv
+	$(VPY) tools/bench_instructions.py $(KIZUKI) $(MODEL) $(BENCH_INSTRUCTIONS_ARGS)
 
 bench-train: build
 	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)

@@ -11,6 +11,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch sizes, comma separated.") var batch = "1,20,128"
     @Option(help: "Thread counts, comma separated.") var threads = "1,\(ProcessInfo.processInfo.activeProcessorCount)"
     @Option(help: "Seconds of timed runs per configuration (after warm-up).") var seconds = 3.0
+    @Option(help: "Exactly this many timed runs per configuration instead of --seconds (for instruction counts).") var runs: Int?
     @Flag(help: "Print JSON lines instead of a table.") var json = false
     @Flag(help: "After each configuration, print time per op type.") var profile = false
     @Option(name: .customLong("shape"), help: ArgumentHelp(
@@ -22,6 +23,7 @@ struct Bench: ParsableCommand {
         guard parse(batch) != nil else { throw ValidationError("--batch takes positive integers separated by commas, got '\(batch)'") }
         guard parse(threads) != nil else { throw ValidationError("--threads takes positive integers separated by commas, got '\(threads)'") }
         guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+        if let runs, runs < 1 { throw ValidationError("--runs must be at least 1 (got \(runs))") }
         _ = try givenShapes()
     }
 
@@ -82,7 +84,7 @@ struct Bench: ParsableCommand {
                         let t0 = DispatchTime.now().uptimeNanoseconds
                         _ = try session.run(feeds)
                         times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-                    } while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < seconds || times.count < 3
+                    } while runs.map({ times.count < $0 }) ?? (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < seconds || times.count < 3)
                     times.sort()
                     let median = times[times.count / 2]
                     let rss = PeakMemory.mebibytes()

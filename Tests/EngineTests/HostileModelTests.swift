@@ -69,7 +69,7 @@ final class HostileModelTests: XCTestCase {
                  inputs: [.fed(image), .constant(try Self.f32([1, 1, 1, 1], [1]))], kind: .tooLarge),
             Case(name: "Conv whose dilated window overflows", op: "Conv", attributes: [attr("dilations", [1 << 47, 1 << 47])],
                  inputs: [.fed(image), .constant(try Self.f32([1, 1, 1 << 20, 1], [Float](repeating: 0, count: 1 << 20)))], kind: .tooLarge),
-            // Grouped (not depthwise), so it stays NCHW: an NHWC Conv unfolds 64 rows at a time and needs little scratch.
+            // Grouped (not depthwise), so it stays NCHW: an NHWC Conv unfolds a few rows at a time and needs little scratch.
             Case(name: "Conv whose im2col scratch exceeds the budget", op: "Conv", attributes: [attr("pads", [1, 1, 1, 1]), attr("group", 2)],
                  inputs: [.fed(try Self.f32([1, 64, 32, 32], [Float](repeating: 1, count: 64 * 1024))),
                           .constant(try Self.f32([8, 32, 3, 3], [Float](repeating: 1, count: 8 * 32 * 9)))],

@@ -107,15 +107,16 @@ final class NhwcConvKernel: Kernel {
         }
     }
 
-    /// Rows of the unfolded input one thread builds at a time (regular convolutions).
-    static let unfoldRows = 64
+    /// Rows of the unfolded input one thread builds at a time (regular convolutions): about 64 KiB of them,
+    /// so they stay in L2 between the unfold and the GEMM, and never fewer than 64 (a GEMM call has a fixed cost).
+    static func unfoldRows(_ g: NhwcConvGeometry) -> Int { max(64, 16384 / max(g.patch, 1)) }
 
     func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) throws -> Int {
         guard let x = inputs[0], let w = inputs[1] else { return 0 }
         let g = try geometry(x: x.shape, w: w.shape)
         guard !g.depthwise && !g.pointwise else { return 0 }
         // One unfold buffer per chunk that may run at once (see RunContext.maxChunks).
-        return try checkedProduct([NhwcConvKernel.unfoldRows, g.patch, 4, ThreadPool.shared.workerCount + 1], "NhwcConv scratch")
+        return try checkedProduct([NhwcConvKernel.unfoldRows(g), g.patch, 4, ThreadPool.shared.workerCount + 1], "NhwcConv scratch")
     }
 
     func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {
@@ -164,7 +165,7 @@ final class NhwcConvKernel: Kernel {
                 guard let scratch = context.scratch?.assumingMemoryBound(to: Float.self) else {
                     throw KernelError("NhwcConv was planned without scratch memory")
                 }
-                let chunk = NhwcConvKernel.unfoldRows
+                let chunk = NhwcConvKernel.unfoldRows(g)
                 context.parallelChunks((g.rows + chunk - 1) / chunk) { slot, range in
                     let columns = scratch + slot * chunk * g.patch
                     for c in range {
