@@ -1,0 +1,75 @@
+import CKernels
+import Foundation
+import XCTest
+@testable import Engine
+
+/// Throughput of the CKernels GEMM on the reference network's pointwise shapes, beside OpenBLAS's sgemm on the same
+/// shapes (one thread each). Prints a table; runs only with KIZUKI_BENCH=1.
+final class NHWCKernelBenchmarks: XCTestCase {
+    /// MobileNetV2 at 84x84 (the reference embedder): (K, M, H*W) of its 1x1 convolutions, one per distinct shape,
+    /// and the first convolution as im2col (K = 9).
+    static let shapes: [(k: Int, m: Int, pixels: Int)] = [
+        (9, 32, 1764), (32, 16, 1764), (16, 96, 1764), (96, 24, 441), (24, 144, 441), (144, 24, 441),
+        (144, 32, 121), (32, 192, 121), (192, 32, 121), (192, 64, 36), (64, 384, 36), (384, 64, 36),
+        (384, 96, 36), (96, 576, 36), (576, 96, 36), (576, 160, 9), (160, 960, 9), (960, 160, 9),
+        (960, 320, 9), (320, 1280, 9),
+    ]
+
+    func testGEMMThroughput() throws {
+        guard ProcessInfo.processInfo.environment["KIZUKI_BENCH"] == "1" else { throw XCTSkip("set KIZUKI_BENCH=1") }
+        try BLAS.loadSingleThreaded()
+        let batch = Int(ProcessInfo.processInfo.environment["KIZUKI_BENCH_BATCH"] ?? "") ?? 20
+        let original = kz_kernels_isa()
+        defer { kz_kernels_set_isa(original) }
+        let widest = kz_kernels_set_isa(2)
+        var random = TestRandom(12)
+        var header = "    K     M   rows"
+        for isa in 0...widest {
+            kz_kernels_set_isa(isa)
+            header += String(repeating: " ", count: max(1, 10 - strlen(kz_kernels_isa_name()))) + String(cString: kz_kernels_isa_name())
+        }
+        print("GFLOP/s, one thread, batch \(batch) (kizuki: bias + ReLU6 fused; OpenBLAS \(BLAS.core): product only)")
+        print(header + "  openblas  best/openblas")
+        var logRatio = 0.0
+        for s in Self.shapes {
+            let rows = batch * s.pixels
+            let x = random.floats(rows * s.k), w = random.floats(s.k * s.m), bias = random.floats(s.m)
+            var packed = [Float](repeating: 0, count: kz_gemm_packed_floats(Int32(s.k), Int32(s.m)))
+            kz_gemm_pack(w, Int32(s.k), Int32(s.m), &packed)
+            var y = [Float](repeating: 0, count: rows * s.m)
+            let flops = 2.0 * Double(rows * s.k * s.m)
+            var line = String(format: "%5d %5d %6d", s.k, s.m, rows)
+            var best = 0.0
+            for isa in 0...widest {
+                kz_kernels_set_isa(isa)
+                let rate = flops / seconds {
+                    kz_gemm_nhwc(x, s.k, packed, Int32(s.k), Int32(s.m), bias, nil, 0, &y, s.m, rows, 0, 6)
+                } / 1e9
+                best = max(best, rate)
+                line += String(format: "%10.1f", rate)
+            }
+            let blas = flops / seconds {
+                sgemm(m: rows, n: s.m, k: s.k, a: x, lda: s.k, b: w, ldb: s.m, c: &y, ldc: s.m)
+            } / 1e9
+            logRatio += log(best / blas)
+            print(line + String(format: "%10.1f %10.2f", blas, best / blas))
+        }
+        print(String(format: "geometric mean best/openblas: %.2f", exp(logRatio / Double(Self.shapes.count))))
+    }
+
+    /// Best of 5 timings, each of enough repetitions to last ~20 ms.
+    private func seconds(_ body: () -> Void) -> Double {
+        body()
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        let once = max(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, 1e-7)
+        let reps = max(1, Int(0.02 / once))
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<reps { body() }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(reps))
+        }
+        return best
+    }
+}
