@@ -3,6 +3,7 @@
 //   KZ_MR         rows per register tile (X values broadcast per k step)
 //   KZ_NP         16-column panels per register tile (W vectors loaded per k step)
 // The tile keeps KZ_MR x KZ_NP 16-float accumulators in registers: AVX2 6 x 1 (12 ymm), AVX-512 12 x 2 (24 zmm).
+// A last panel of 8 columns or fewer runs 8-float vectors instead (kz_half).
 //
 // Shapes: X rows x K (stride ldx), packed W = ceil(M/16) panels of K x 16 floats (panel p holds columns 16p..16p+15,
 // zero beyond M), Y and R rows x M (strides ldy, ldr).
@@ -79,26 +80,76 @@ static inline __attribute__((always_inline)) void kz_finish(int nr, int np, kz_v
     }
 }
 
-static inline __attribute__((always_inline)) void kz_tile_finish(int nr, int np, const float *x, size_t ldx,
+// The group's last panel when it has 8 columns or fewer (M % 16 in 1..8, e.g. M = 24): 8-float vectors, so no FMA
+// is spent on the panel's zero half. c: its first column; n: its columns.
+static inline __attribute__((always_inline)) void kz_half(int nr, const float *x, size_t ldx, const float *w, int kc,
+                                                          int c, int n, const float *bias, const float *R, size_t ldr,
+                                                          float *Y, size_t ldy, int first, int last, float lo,
+                                                          float hi) {
+    kz_v8 acc[KZ_MR];
+    for (int i = 0; i < nr; i++) acc[i] = (kz_v8){0};
+    for (int k = 0; k < kc; k++) {
+        kz_v8 wv = kz_load8(w + (size_t)k * 16);
+        for (int i = 0; i < nr; i++) acc[i] += x[i * ldx + k] * wv;
+    }
+    kz_v8 lov = (kz_v8){0} + lo, hiv = (kz_v8){0} + hi;
+    kz_v8 b = first && bias && n == 8 ? kz_load8(bias + c) : (kz_v8){0};
+    for (int i = 0; i < nr; i++) {
+        if (n == 8) {
+            kz_v8 v = acc[i];
+            if (first) {
+                v += b;
+                if (R) v += kz_load8(R + i * ldr + c);
+            } else {
+                v += kz_load8(Y + i * ldy + c);
+            }
+            if (last) v = kz_clamp8(v, lov, hiv);
+            kz_store8(Y + i * ldy + c, v);
+            continue;
+        }
+        float lanes[8];
+        kz_store8(lanes, acc[i]);
+        for (int j = 0; j < n; j++) {
+            float v = lanes[j];
+            if (first) {
+                if (bias) v += bias[c + j];
+                if (R) v += R[i * ldr + c + j];
+            } else {
+                v += Y[i * ldy + c + j];
+            }
+            Y[i * ldy + c + j] = last ? kz_clamp1(v, lo, hi) : v;
+        }
+    }
+}
+
+// Tile kinds: KZ_NP full panels, one full panel (the last group when panels % KZ_NP != 0), or a half panel.
+enum { KZ_GROUP, KZ_ONE, KZ_HALF };
+
+static inline __attribute__((always_inline)) void kz_tile_finish(int nr, int kind, const float *x, size_t ldx,
                                                                  const float *w, size_t ps, int kc, int c0, int cols,
                                                                  const float *bias, const float *R, size_t ldr,
                                                                  float *Y, size_t ldy, int first, int last, float lo,
                                                                  float hi) {
+    if (kind == KZ_HALF) {
+        kz_half(nr, x, ldx, w, kc, c0, cols, bias, R, ldr, Y, ldy, first, last, lo, hi);
+        return;
+    }
+    int np = kind == KZ_GROUP ? KZ_NP : 1;
     kz_v16 acc[KZ_MR][KZ_NP];
     kz_tile(nr, np, x, ldx, w, ps, kc, acc);
     kz_finish(nr, np, acc, c0, cols, bias, R, ldr, Y, ldy, first, last, lo, hi);
 }
 
-// One tile with np panels: full-height tiles take the first case; the switch gives each row count its own
-// register allocation.
-static inline __attribute__((always_inline)) void kz_tile_rows(int nr, int np, const float *x, size_t ldx,
+// One tile of a kind: full-height tiles take the first case; the switch gives each row count its own register
+// allocation.
+static inline __attribute__((always_inline)) void kz_tile_rows(int nr, int kind, const float *x, size_t ldx,
                                                                const float *w, size_t ps, int kc, int c0, int cols,
                                                                const float *bias, const float *R, size_t ldr,
                                                                float *Y, size_t ldy, int first, int last, float lo,
                                                                float hi) {
 #define KZ_ROWS(n)                                                                                                 \
     case n:                                                                                                        \
-        kz_tile_finish(n, np, x, ldx, w, ps, kc, c0, cols, bias, R, ldr, Y, ldy, first, last, lo, hi);             \
+        kz_tile_finish(n, kind, x, ldx, w, ps, kc, c0, cols, bias, R, ldr, Y, ldy, first, last, lo, hi);             \
         break;
     switch (nr) {
         KZ_ROWS(KZ_MR)
@@ -153,19 +204,30 @@ void KZ_GEMM_NAME(KZ_GEMM_ARGS) {
             for (int p0 = 0; p0 < panels; p0 += KZ_NP) {
                 const float *w = packed + (size_t)p0 * ps + (size_t)k0 * 16;
                 int c0 = p0 * 16, cols = M - c0;
+                // np panels in this group; tail: columns of its last panel (1..16).
+                int np = panels - p0 < KZ_NP ? panels - p0 : KZ_NP, tail = cols - 16 * (np - 1);
+                if (tail > 16) tail = 16;
                 for (size_t i0 = 0; i0 < rb; i0 += KZ_MR) {
                     size_t r = r0 + i0;
                     int nr = rb - i0 < KZ_MR ? (int)(rb - i0) : KZ_MR;
                     const float *x = X + r * ldx + k0;
                     const float *rr = R ? R + r * ldr : NULL;
                     float *y = Y + r * ldy;
+                    if (tail <= 8) {
 #if KZ_NP > 1
-                    if (panels - p0 < KZ_NP) {
-                        kz_tile_rows(nr, 1, x, ldx, w, ps, kc, c0, cols, bias, rr, ldr, y, ldy, first, last, lo, hi);
-                        continue;
-                    }
+                        if (np == 2)
+                            kz_tile_rows(nr, KZ_ONE, x, ldx, w, ps, kc, c0, 16, bias, rr, ldr, y, ldy, first, last, lo,
+                                         hi);
 #endif
-                    kz_tile_rows(nr, KZ_NP, x, ldx, w, ps, kc, c0, cols, bias, rr, ldr, y, ldy, first, last, lo, hi);
+                        kz_tile_rows(nr, KZ_HALF, x, ldx, w + (size_t)(np - 1) * ps, ps, kc, c0 + 16 * (np - 1), tail,
+                                     bias, rr, ldr, y, ldy, first, last, lo, hi);
+                    } else if (np == KZ_NP) {
+                        kz_tile_rows(nr, KZ_GROUP, x, ldx, w, ps, kc, c0, cols, bias, rr, ldr, y, ldy, first, last, lo,
+                                     hi);
+                    } else {
+                        kz_tile_rows(nr, KZ_ONE, x, ldx, w, ps, kc, c0, cols, bias, rr, ldr, y, ldy, first, last, lo,
+                                     hi);
+                    }
                 }
             }
             k0 += kc;

@@ -29,14 +29,16 @@ static inline __attribute__((always_inline)) void kz_store8(float *p, kz_v8 v) {
 
 // clamp(v, lo, hi) by compare and select, so a NaN stays NaN (as in ONNX Clip) instead of becoming a bound.
 static inline __attribute__((always_inline)) kz_v16 kz_clamp16(kz_v16 v, kz_v16 lo, kz_v16 hi) {
-    kz_m16 below = v < lo, above = v > hi;
-    kz_m16 bits = ((kz_m16)v & ~(below | above)) | ((kz_m16)lo & below) | ((kz_m16)hi & above);
-    return (kz_v16)bits;
+    kz_m16 below = v < lo;
+    kz_v16 low = (kz_v16)(((kz_m16)v & ~below) | ((kz_m16)lo & below));  // one blend per select
+    kz_m16 above = low > hi;
+    return (kz_v16)(((kz_m16)low & ~above) | ((kz_m16)hi & above));
 }
 static inline __attribute__((always_inline)) kz_v8 kz_clamp8(kz_v8 v, kz_v8 lo, kz_v8 hi) {
-    kz_m8 below = v < lo, above = v > hi;
-    kz_m8 bits = ((kz_m8)v & ~(below | above)) | ((kz_m8)lo & below) | ((kz_m8)hi & above);
-    return (kz_v8)bits;
+    kz_m8 below = v < lo;
+    kz_v8 low = (kz_v8)(((kz_m8)v & ~below) | ((kz_m8)lo & below));  // one blend per select
+    kz_m8 above = low > hi;
+    return (kz_v8)(((kz_m8)low & ~above) | ((kz_m8)hi & above));
 }
 static inline __attribute__((always_inline)) float kz_clamp1(float v, float lo, float hi) {
     return v < lo ? lo : (v > hi ? hi : v);
