@@ -2,7 +2,7 @@
 //   KZ_GEMM_NAME  the function to define (signature KZ_GEMM_ARGS)
 //   KZ_MR         rows per register tile (X values broadcast per k step)
 //   KZ_NP         16-column panels per register tile (W vectors loaded per k step)
-// The tile keeps KZ_MR x KZ_NP 16-float accumulators in registers: AVX2 6 x 1 (12 ymm), AVX-512 12 x 2 (24 zmm).
+// The tile keeps KZ_MR x KZ_NP 16-float accumulators in registers: AVX2 6 x 1 (12 ymm), AVX-512 8 x 2 (16 zmm).
 // A last panel of 8 columns or fewer runs 8-float vectors instead (kz_half).
 //
 // Shapes: X rows x K (stride ldx), packed W = ceil(M/16) panels of K x 16 floats (panel p holds columns 16p..16p+15,
