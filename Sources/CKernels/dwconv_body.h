@@ -6,12 +6,13 @@
 //
 // Each output row splits into border pixels (some tap column outside the input: taps checked one by one) and an
 // interior run where every tap column is inside, computed several pixels at a time so each W vector loaded serves
-// several FMAs; for 3x3 stride 1 and 2 the tap loops are unrolled and neighbouring pixels share their X loads.
+// several FMAs; for 3x3 and 5x5 (EfficientNet), stride 1 and 2, the tap loops are unrolled and neighbouring pixels
+// share their X loads.
 // Rows of taps outside the input (top and bottom padding) are skipped for the whole row, never read.
 #include "vector.h"
 
-// Interior pixels per block: 8 in the 3x3 fast paths (each W vector loaded serves 8 FMAs; measured best of 4, 6, 8
-// for stride 1 and 2), 4 for other kernels.
+// Interior pixels per block: 8 in the 3x3 and 5x5 fast paths (each W vector loaded serves 8 FMAs; measured best of
+// 4, 6, 8 for stride 1 and 2), 4 for other kernels.
 #define KZ_PB_MAX 8
 
 // One border pixel: taps i in [i0, i1), j in [j0, j1) are inside the input. (iy, ix): input position of tap (0, 0).
@@ -119,6 +120,10 @@ void KZ_DWCONV_NAME(KZ_DWCONV_ARGS) {
             kz_dw_run(8, X, W, C, Wt, 3, 1, pl, iy, i0, i1, a, b, bias, yrow, lo, hi);
         else if (kw == 3 && sw == 2)
             kz_dw_run(8, X, W, C, Wt, 3, 2, pl, iy, i0, i1, a, b, bias, yrow, lo, hi);
+        else if (kw == 5 && sw == 1)
+            kz_dw_run(8, X, W, C, Wt, 5, 1, pl, iy, i0, i1, a, b, bias, yrow, lo, hi);
+        else if (kw == 5 && sw == 2)
+            kz_dw_run(8, X, W, C, Wt, 5, 2, pl, iy, i0, i1, a, b, bias, yrow, lo, hi);
         else
             kz_dw_run(4, X, W, C, Wt, kw, sw, pl, iy, i0, i1, a, b, bias, yrow, lo, hi);
     }

@@ -29,7 +29,7 @@ final class NHWCKernelBenchmarks: XCTestCase {
             header += String(repeating: " ", count: max(1, 10 - strlen(kz_kernels_isa_name()))) + String(cString: kz_kernels_isa_name())
         }
         print("GFLOP/s, one thread, batch \(batch) (kizuki: bias + ReLU6 fused; OpenBLAS \(BLAS.core): product only)")
-        print(header + "  openblas  best/openblas")
+        print(header + "  openblas best/openblas")
         var logRatio = 0.0
         for s in Self.shapes {
             let rows = batch * s.pixels
@@ -38,37 +38,35 @@ final class NHWCKernelBenchmarks: XCTestCase {
             kz_gemm_pack(w, Int32(s.k), Int32(s.m), &packed)
             var y = [Float](repeating: 0, count: rows * s.m)
             let flops = 2.0 * Double(rows * s.k * s.m)
-            var line = String(format: "%5d %5d %6d", s.k, s.m, rows)
-            var best = 0.0
-            for isa in 0...widest {
-                kz_kernels_set_isa(isa)
-                let rate = flops / seconds {
+            // One closure per ISA, then OpenBLAS; timed in interleaved rounds so a busy neighbour hurts all alike.
+            var runs: [() -> Void] = (0...widest).map { isa in
+                {
+                    kz_kernels_set_isa(isa)
                     kz_gemm_nhwc(x, s.k, packed, Int32(s.k), Int32(s.m), bias, nil, 0, &y, s.m, rows, 0, 6)
-                } / 1e9
-                best = max(best, rate)
-                line += String(format: "%10.1f", rate)
+                }
             }
-            let blas = flops / seconds {
-                sgemm(m: rows, n: s.m, k: s.k, a: x, lda: s.k, b: w, ldb: s.m, c: &y, ldc: s.m)
-            } / 1e9
+            runs.append { sgemm(m: rows, n: s.m, k: s.k, a: x, lda: s.k, b: w, ldb: s.m, c: &y, ldc: s.m) }
+            let rates = seconds(runs).map { flops / $0 / 1e9 }
+            let best = rates.dropLast().max()!, blas = rates.last!
             logRatio += log(best / blas)
-            print(line + String(format: "%10.1f %10.2f", blas, best / blas))
+            print(String(format: "%5d %5d %6d", s.k, s.m, rows) + rates.map { String(format: "%10.1f", $0) }.joined()
+                  + String(format: " %10.2f", best / blas))
         }
         print(String(format: "geometric mean best/openblas: %.2f", exp(logRatio / Double(Self.shapes.count))))
     }
 
-    /// Best of 5 timings, each of enough repetitions to last ~20 ms.
-    private func seconds(_ body: () -> Void) -> Double {
-        body()
-        let start = DispatchTime.now().uptimeNanoseconds
-        body()
-        let once = max(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, 1e-7)
-        let reps = max(1, Int(0.02 / once))
-        var best = Double.infinity
-        for _ in 0..<5 {
-            let t0 = DispatchTime.now().uptimeNanoseconds
+    /// Seconds per call of each body: the best of 7 rounds, each round timing every body in turn over enough calls
+    /// to last ~20 ms.
+    private func seconds(_ bodies: [() -> Void]) -> [Double] {
+        func time(_ body: () -> Void, _ reps: Int) -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<reps { body() }
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(reps))
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(reps)
+        }
+        let reps = bodies.map { body in max(1, Int(0.02 / max(time(body, 1), 1e-7))) }
+        var best = [Double](repeating: .infinity, count: bodies.count)
+        for _ in 0..<7 {
+            for (i, body) in bodies.enumerated() { best[i] = min(best[i], time(body, reps[i])) }
         }
         return best
     }

@@ -141,11 +141,15 @@ final class NHWCKernelTests: XCTestCase {
         DepthwiseCase(h: 1, w: 1, c: 8, kh: 1, kw: 1, pt: 0, pl: 0, pb: 0, pr: 0, bias: false),
         DepthwiseCase(h: 2, w: 2, c: 7, kh: 5, kw: 5, pt: 2, pl: 2, pb: 2, pr: 2),
         DepthwiseCase(h: 5, w: 7, c: 12, kh: 1, kw: 1, pt: 0, pl: 0, pb: 0, pr: 0),
+        DepthwiseCase(h: 5, w: 14, c: 40, clamp: true),
+        DepthwiseCase(h: 6, w: 30, c: 16, kh: 5, kw: 5, pt: 2, pl: 2, pb: 2, pr: 2),
+        DepthwiseCase(h: 7, w: 41, c: 11, kh: 5, kw: 5, sh: 2, sw: 2, pt: 1, pl: 2, pb: 2, pr: 2, clamp: true),
         DepthwiseCase(h: 9, w: 16, c: 8, kh: 3, kw: 7, sh: 3, sw: 1, pt: 0, pl: 3, pb: 0, pr: 3, clamp: true),
     ]
 
-    /// kz_dwconv_nhwc equals the Double reference: 3x3 stride 1 and 2 with symmetric and asymmetric pads, 5x5,
-    /// 1x1 planes and kernels, C = 1, 7, 8, 24, 144, clamps; computed as two row ranges, and a middle range alone
+    /// kz_dwconv_nhwc equals the Double reference: 3x3 and 5x5, stride 1 and 2, with symmetric and asymmetric pads,
+    /// rows long enough for every interior block size (8, 4, 1 pixels), 1x1 planes and kernels, other kernels (3x7
+    /// stride 3), C = 1, 7, 8, 24, 40, 144 and others, clamps; computed as two row ranges, and a middle range alone
     /// writes only its rows.
     func testDepthwiseMatchesReference() {
         var random = TestRandom(11)
