@@ -56,10 +56,14 @@ final class NHWCKernelTests: XCTestCase {
         GemmCase(rows: 3, k: 257, m: 8, residual: true, yIsR: true),
         GemmCase(rows: 14, k: 160, m: 960, clamp: true),
         GemmCase(rows: 26, k: 320, m: 48, residual: true, ldxExtra: 7),
+        GemmCase(rows: 17, k: 40, m: 30, residual: true, clamp: true),
+        GemmCase(rows: 10, k: 64, m: 46, bias: false, residual: true, yIsR: true),
+        GemmCase(rows: 130, k: 300, m: 24, residual: true, clamp: true, ldxExtra: 2),
     ]
 
-    /// kz_gemm_nhwc equals the Double reference for shapes off the tiles, K = 0 and 1, M = 1, with and without
-    /// bias, R (also Y == R), clamps, ldx > K and K split into blocks; Y's padding columns stay untouched.
+    /// kz_gemm_nhwc equals the Double reference for shapes off the tiles (M % 16 of 0, 1..7, 8 and 9..15, M over an
+    /// odd number of panels), K = 0 and 1, M = 1, with and without bias, R (also Y == R), clamps, ldx > K, K split
+    /// into blocks, rows over several row blocks; Y's padding columns stay untouched.
     func testGEMMMatchesReference() {
         var random = TestRandom(10)
         forEachISA { isa in
