@@ -4,7 +4,8 @@ import XCTest
 @testable import Engine
 
 /// Throughput of the CKernels GEMM on the reference network's pointwise shapes, beside OpenBLAS's sgemm on the same
-/// shapes (one thread each). Prints a table; runs only with KIZUKI_BENCH=1.
+/// shapes, and of the depthwise kernel on its depthwise layers (one thread each). Prints tables; runs only with
+/// KIZUKI_BENCH=1.
 final class NHWCKernelBenchmarks: XCTestCase {
     /// MobileNetV2 at 84x84 (the reference embedder): (K, M, H*W) of its 1x1 convolutions, one per distinct shape,
     /// and the first convolution as im2col (K = 9).
@@ -53,6 +54,47 @@ final class NHWCKernelBenchmarks: XCTestCase {
                   + String(format: " %10.2f", best / blas))
         }
         print(String(format: "geometric mean best/openblas: %.2f", exp(logRatio / Double(Self.shapes.count))))
+    }
+
+    /// MobileNetV2 at 84x84: (H = W, C, stride) of its 3x3 depthwise convolutions, one per distinct shape.
+    static let depthwiseShapes: [(size: Int, c: Int, stride: Int)] = [
+        (42, 32, 1), (42, 96, 2), (21, 144, 1), (21, 144, 2), (11, 192, 1), (11, 192, 2), (6, 384, 1), (6, 576, 1),
+        (6, 576, 2), (3, 960, 1),
+    ]
+
+    func testDepthwiseThroughput() throws {
+        guard ProcessInfo.processInfo.environment["KIZUKI_BENCH"] == "1" else { throw XCTSkip("set KIZUKI_BENCH=1") }
+        let original = kz_kernels_isa()
+        defer { kz_kernels_set_isa(original) }
+        let widest = kz_kernels_set_isa(2)
+        var random = TestRandom(13)
+        let names = (0...widest).map { isa in
+            kz_kernels_set_isa(isa)
+            return String(cString: kz_kernels_isa_name())
+        }
+        print("3x3 depthwise, one image, one thread, bias + ReLU6: microseconds (GFLOP/s)")
+        print("  H=W     C  s" + names.map { String(repeating: " ", count: max(1, 16 - $0.count)) + $0 }.joined())
+        var totals = [Double](repeating: 0, count: names.count)
+        for s in Self.depthwiseShapes {
+            // ONNX "SAME_UPPER"-style pads, as the Keras export has: stride 2 pads only bottom/right on even sizes.
+            let pad = s.stride == 2 && s.size % 2 == 0 ? 0 : 1
+            let out = (s.size + pad + 1 - 3) / s.stride + 1
+            let x = random.floats(s.size * s.size * s.c), wt = random.floats(9 * s.c), bias = random.floats(s.c)
+            var y = [Float](repeating: 0, count: out * out * s.c)
+            let runs: [() -> Void] = (0...widest).map { isa in
+                {
+                    kz_kernels_set_isa(isa)
+                    kz_dwconv_nhwc(x, Int32(s.size), Int32(s.size), Int32(s.c), wt, 3, 3, Int32(s.stride), Int32(s.stride),
+                                   Int32(pad), Int32(pad), bias, &y, Int32(out), Int32(out), 0, Int32(out), 0, 6)
+                }
+            }
+            let times = seconds(runs)
+            let flops = 2.0 * 9 * Double(out * out * s.c)
+            for (i, t) in times.enumerated() { totals[i] += t }
+            print(String(format: "%5d %5d %2d", s.size, s.c, s.stride)
+                  + times.map { String(format: "%8.1f (%5.1f)", $0 * 1e6, flops / $0 / 1e9) }.joined())
+        }
+        print("total " + totals.map { String(format: "%.1f us", $0 * 1e6) }.joined(separator: ", "))
     }
 
     /// Seconds per call of each body: the best of 7 rounds, each round timing every body in turn over enough calls
