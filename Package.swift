@@ -5,6 +5,7 @@
 //   CONNX     protoc-c output for proto/onnx.proto (generated, `make proto`)
 //   CBLAS     OpenBLAS loaded at run time with kernels chosen from CPUID (not linked: see its header)
 //   CSync     futex event count and spin hint for the engine's thread pool
+//   CKernels  NHWC convolution kernels in C (packed GEMM with fused epilogue, depthwise), dispatched on CPU features
 //   CZlib, CPNG, CHDF5   system libraries (zlib, libpng, libhdf5)
 //   OnnxIO    Model / Graph / Node / Tensor values, ONNX read/write, .npy and .pb tensor files
 //   Engine    planning and execution of graphs, one file per op family
@@ -31,6 +32,7 @@ let package = Package(
     targets: [
         .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         .target(name: "CSync"),
+        .target(name: "CKernels"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
@@ -40,7 +42,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
         .target(name: "OnnxIO", dependencies: ["CONNX"]),
-        .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS", "CSync"]),
+        .target(name: "Engine", dependencies: ["OnnxIO", "CBLAS", "CSync", "CKernels"]),
         .target(name: "Anomaly", dependencies: ["Engine", "OnnxIO", "CZlib", "CPNG"]),
         .target(name: "Training", dependencies: ["Engine", "OnnxIO", "Anomaly"]),
         .target(name: "Keras", dependencies: ["CHDF5", "Training"]),
@@ -57,7 +59,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OnnxIOTests", dependencies: ["OnnxIO"], exclude: ["Fixtures"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO", "CBLAS"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "OnnxIO", "CBLAS", "CKernels"]),
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "Engine", "OnnxIO"]),
         .testTarget(name: "KerasTests", dependencies: ["Keras", "Training", "Engine", "OnnxIO", "Anomaly"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "OnnxIO", "Anomaly"]),
