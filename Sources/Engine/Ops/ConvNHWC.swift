@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import OnnxIO
 
@@ -34,8 +35,8 @@ final class NhwcConvKernel: Kernel {
     let window: WindowAttributes
     let group: Int
     let lo: Float, hi: Float
-    /// Weights in the order the paths read them, made once from the constant W at plan time:
-    /// GEMM paths [kh·kw·C, M] (row (i·kw + j)·C + c); depthwise [kh·kw, C].
+    /// Weights in the order the paths read them, made once from the constant W at plan time: GEMM paths
+    /// [kh·kw·C, M] (row (i·kw + j)·C + c) packed for kz_gemm_nhwc; depthwise [kh·kw, C].
     private var packed: [Float] = []
     private var packedFrom: UnsafeMutableRawPointer?
     private var geometries: [(x: [Int], w: [Int], g: NhwcConvGeometry)] = []
@@ -100,10 +101,11 @@ final class NhwcConvKernel: Kernel {
             packed = [Float](repeating: 0, count: taps * g.inC)
             for c in 0..<g.inC { for t in 0..<taps { packed[t * g.inC + c] = w[c * taps + t] } }
         } else {
-            packed = [Float](repeating: 0, count: g.patch * g.outC)
+            var rows = [Float](repeating: 0, count: g.patch * g.outC)  // [kh·kw·C, M]
             for m in 0..<g.outC { for c in 0..<g.inC { for t in 0..<taps {
-                packed[(t * g.inC + c) * g.outC + m] = w[(m * g.inC + c) * taps + t]
+                rows[(t * g.inC + c) * g.outC + m] = w[(m * g.inC + c) * taps + t]
             } } }
+            packed = nhwcPackGemmWeights(rows, k: g.patch, m: g.outC)
         }
     }
 
@@ -152,15 +154,9 @@ final class NhwcConvKernel: Kernel {
                     }
                 }
             } else if g.pointwise {
-                // One GEMM over every pixel of the batch, split into row chunks across threads.
-                let chunk = max(64, (g.rows + context.threads * 4 - 1) / (context.threads * 4) / 16 * 16)
-                context.parallelFor((g.rows + chunk - 1) / chunk) { range in
-                    for c in range {
-                        let r0 = c * chunk, r1 = min(g.rows, r0 + chunk)
-                        nhwcGemm(x + r0 * g.inC, ldx: g.inC, w, k: g.inC, m: g.outC, bias: bias, residual: residual.map { $0 + r0 * g.outC },
-                                 y + r0 * g.outC, rows: r1 - r0, lo: lo, hi: hi)
-                    }
-                }
+                // One GEMM over every pixel of the batch.
+                nhwcGemm(x, ldx: g.inC, packed: w, k: g.inC, m: g.outC, bias: bias, residual: residual, y, rows: g.rows, lo: lo, hi: hi,
+                         context: context)
             } else {
                 guard let scratch = context.scratch?.assumingMemoryBound(to: Float.self) else {
                     throw KernelError("NhwcConv was planned without scratch memory")
@@ -171,8 +167,8 @@ final class NhwcConvKernel: Kernel {
                     for c in range {
                         let r0 = c * chunk, r1 = min(g.rows, r0 + chunk)
                         nhwcUnfold(x, g, rows: r0..<r1, into: columns)
-                        nhwcGemm(columns, ldx: g.patch, w, k: g.patch, m: g.outC, bias: bias, residual: residual.map { $0 + r0 * g.outC },
-                                 y + r0 * g.outC, rows: r1 - r0, lo: lo, hi: hi)
+                        kz_gemm_nhwc(columns, g.patch, w, Int32(g.patch), Int32(g.outC), bias, residual.map { $0 + r0 * g.outC }, g.outC,
+                                     y + r0 * g.outC, g.outC, r1 - r0, lo, hi)
                     }
                 }
             }

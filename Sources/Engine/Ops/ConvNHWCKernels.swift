@@ -1,60 +1,46 @@
+import CKernels
 import Foundation
 
-// The two inner kernels of NHWC convolutions (ConvNHWC.swift), one thread each.
+// How NHWC convolutions (ConvNHWC.swift) drive the C kernels (Sources/CKernels): the packed GEMM with its fused
+// epilogue, split across threads, and the depthwise convolution.
 
-/// Y[r, m] = clamp(Σ_k X[r, k] · W[k, m] + bias[m] + R[r, m], lo, hi) for r < rows, m < M.
-/// X: rows × K (row stride ldx); W: [K, M] row-major; R: rows × M or nil; Y: rows × M. Y never aliases X or R.
-func nhwcGemm(_ x: UnsafePointer<Float>, ldx: Int, _ w: UnsafePointer<Float>, k: Int, m: Int, bias: UnsafePointer<Float>?,
-              residual: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, rows: Int, lo: Float, hi: Float) {
-    sgemm(m: rows, n: m, k: k, a: x, lda: ldx, b: w, ldb: m, c: y, ldc: m)
-    nhwcEpilogue(y, rows: rows, m: m, bias: bias, residual: residual, lo: lo, hi: hi)
+/// Weights [K, M] (row-major) packed once for `kz_gemm_nhwc`: 16-column panels of K x 16, the last zero-padded.
+func nhwcPackGemmWeights(_ w: [Float], k: Int, m: Int) -> [Float] {
+    var packed = [Float](repeating: 0, count: kz_gemm_packed_floats(Int32(k), Int32(m)))
+    w.withUnsafeBufferPointer { wp in
+        packed.withUnsafeMutableBufferPointer { kz_gemm_pack(wp.baseAddress, Int32(k), Int32(m), $0.baseAddress) }
+    }
+    return packed
 }
 
-/// Y[r, m] = clamp(Y[r, m] + bias[m] + R[r, m], lo, hi), 8 lanes at a time.
-func nhwcEpilogue(_ y: UnsafeMutablePointer<Float>, rows: Int, m: Int, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?,
-                  lo: Float, hi: Float) {
-    if bias == nil && residual == nil && lo == -.infinity && hi == .infinity { return }
-    let lo8 = SIMD8<Float>(repeating: lo), hi8 = SIMD8<Float>(repeating: hi)
-    let yr = UnsafeMutableRawPointer(y)
-    for r in 0..<rows {
-        var j = 0
-        while j + 8 <= m {
-            let at = (r * m + j) * 4
-            var v = yr.loadUnaligned(fromByteOffset: at, as: SIMD8<Float>.self)
-            if let bias { v += UnsafeRawPointer(bias).loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) }
-            if let residual { v += UnsafeRawPointer(residual).loadUnaligned(fromByteOffset: at, as: SIMD8<Float>.self) }
-            yr.storeBytes(of: clamp8(v, lo8, hi8), toByteOffset: at, as: SIMD8<Float>.self)
-            j += 8
+/// Y[r, m] = clamp(Σ_k X[r, k] · W[k, m] + bias[m] + R[r, m], lo, hi) for r < rows, m < M (Y and R with row stride M),
+/// over the context's threads: by rows when there are enough of them, else by 16-column panels of W (late layers
+/// of a small batch have few pixels and many channels).
+func nhwcGemm(_ x: UnsafePointer<Float>, ldx: Int, packed: UnsafePointer<Float>, k: Int, m: Int, bias: UnsafePointer<Float>?,
+              residual: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, rows: Int, lo: Float, hi: Float, context: RunContext) {
+    let panels = (m + 15) / 16
+    if context.maxChunks > 1 && rows < 48 * context.maxChunks && panels >= 2 {
+        context.parallelFor(panels) { range in
+            let m0 = range.lowerBound * 16, m1 = min(m, range.upperBound * 16)
+            kz_gemm_nhwc(x, ldx, packed + range.lowerBound * k * 16, Int32(k), Int32(m1 - m0), bias.map { $0 + m0 },
+                         residual.map { $0 + m0 }, m, y + m0, m, rows, lo, hi)
         }
-        while j < m {
-            var v = y[r * m + j] + (bias?[j] ?? 0) + (residual?[r * m + j] ?? 0)
-            v = Swift.min(Swift.max(v, lo), hi)
-            y[r * m + j] = v
-            j += 1
+        return
+    }
+    // Row chunks in multiples of 48 (a whole number of the kernels' row tiles), a few per thread for balance.
+    let chunk = max(48, (rows + context.maxChunks * 4 - 1) / (context.maxChunks * 4) / 48 * 48)
+    context.parallelFor((rows + chunk - 1) / chunk) { range in
+        for c in range {
+            let r0 = c * chunk, r1 = min(rows, r0 + chunk)
+            kz_gemm_nhwc(x + r0 * ldx, ldx, packed, Int32(k), Int32(m), bias, residual.map { $0 + r0 * m }, m, y + r0 * m, m, r1 - r0, lo, hi)
         }
     }
 }
 
-/// Depthwise convolution of one image, output rows [oy0, oy1): X [H, W, C], W [kh·kw, C] → Y [OH, OW, C],
-/// Y[oy, ox, c] = clamp(bias[c] + Σ_{i,j} X[oy·sh − pt + i, ox·sw − pl + j, c] · W[i·kw + j, c], lo, hi), zero padding.
+/// Depthwise convolution of one image, output rows [oy0, oy1): X [H, W, C], W [kh·kw, C] → Y [OH, OW, C]
+/// (see kz_dwconv_nhwc).
 func nhwcDepthwise(_ x: UnsafePointer<Float>, _ g: NhwcConvGeometry, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                    _ y: UnsafeMutablePointer<Float>, _ oy0: Int, _ oy1: Int, _ lo: Float, _ hi: Float) {
-    let c = g.inC
-    for oy in oy0..<oy1 {
-        for ox in 0..<g.outW {
-            let out = y + (oy * g.outW + ox) * c
-            for ch in 0..<c { out[ch] = bias?[ch] ?? 0 }
-            for i in 0..<g.kH {
-                let iy = oy * g.sH - g.padTop + i
-                if iy < 0 || iy >= g.height { continue }
-                for j in 0..<g.kW {
-                    let ix = ox * g.sW - g.padLeft + j
-                    if ix < 0 || ix >= g.width { continue }
-                    let xp = x + (iy * g.width + ix) * c, wp = w + (i * g.kW + j) * c
-                    for ch in 0..<c { out[ch] += xp[ch] * wp[ch] }
-                }
-            }
-            for ch in 0..<c { out[ch] = Swift.min(Swift.max(out[ch], lo), hi) }
-        }
-    }
+    kz_dwconv_nhwc(x, Int32(g.height), Int32(g.width), Int32(g.inC), w, Int32(g.kH), Int32(g.kW), Int32(g.sH), Int32(g.sW),
+                   Int32(g.padTop), Int32(g.padLeft), bias, y, Int32(g.outH), Int32(g.outW), Int32(oy0), Int32(oy1), lo, hi)
 }
