@@ -58,9 +58,11 @@ def cpu_name():
 
 
 def blas_line(binary):
-    """The `blas:` line of `kizuki --version`: library, core and who chose it."""
+    """The `blas:` and `conv:` lines of `kizuki --version`: OpenBLAS core and who chose it, the NHWC kernels' ISA."""
     out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
-    return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("blas:")), "unknown")
+    blas = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("blas:")), "unknown")
+    conv = next((l.split(":", 1)[1].strip().split(" (")[0] for l in out.splitlines() if l.startswith("conv:")), "unknown")
+    return f"{blas}; conv {conv}"
 
 
 def print_profiles(kizuki_ops: dict, ort_ops: dict, top: int = 8):

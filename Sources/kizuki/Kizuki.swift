@@ -24,7 +24,8 @@ struct Kizuki: ParsableCommand {
     static func platformLines() -> [String] {
         // Loading reports its own failure in `BLAS.summary`; the version must print either way.
         try? BLAS.load()
-        return ["kizuki \(version)", "cpu:  \(CPUInfo.current.summary)", "blas: \(BLAS.summary)"]
+        return ["kizuki \(version)", "cpu:  \(CPUInfo.current.summary)", "blas: \(BLAS.summary)",
+                "conv: NHWC kernels \(NHWCKernels.instructionSet) (KIZUKI_ISA=generic|avx2|avx512 chooses)"]
     }
 }
 

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import OnnxIO
 import XCTest
@@ -53,6 +54,9 @@ final class BenchShapeTests: XCTestCase {
         XCTAssertEqual(lines.first, "kizuki \(Kizuki.version)")
         XCTAssertTrue(lines.contains { $0.hasPrefix("cpu: ") })
         XCTAssertTrue(lines.contains { $0.hasPrefix("blas: OpenBLAS") && $0.contains(", core ") }, "\(lines)")
+        // The NHWC kernels' instruction set: AVX2 wherever the CPU has it (AVX-512 is opt-in), portable C otherwise.
+        let avx2 = CPUInfo.current.features.contains("avx2") && CPUInfo.current.features.contains("fma")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("conv: NHWC kernels " + (avx2 ? "avx2" : "generic")) }, "\(lines)")
     }
 }
 

@@ -6,8 +6,9 @@
 
 #include <stddef.h>
 
-/// The instruction set the dispatched kernels use: 0 portable C, 1 AVX2+FMA, 2 AVX-512F. Env KIZUKI_ISA=generic|avx2|avx512
-/// forces a lower one (for tests and benchmarks).
+/// The instruction set the dispatched kernels use: 0 portable C, 1 AVX2+FMA, 2 AVX-512F. The default is the widest
+/// the CPU has up to AVX2; env KIZUKI_ISA=generic|avx2 forces a lower one, KIZUKI_ISA=avx512 enables AVX-512
+/// (not yet run on AVX-512 hardware, so opt-in).
 int kz_kernels_isa(void);
 const char *kz_kernels_isa_name(void);
 /// Tests and benchmarks: use `isa` (0, 1, 2) from now on, or the widest the CPU has if that is lower; returns the one in

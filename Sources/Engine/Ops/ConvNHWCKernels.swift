@@ -4,6 +4,12 @@ import Foundation
 // How NHWC convolutions (ConvNHWC.swift) drive the C kernels (Sources/CKernels): the packed GEMM with its fused
 // epilogue, split across threads, and the depthwise convolution.
 
+/// What the C kernels run on this CPU, for `kizuki --version` and benchmark headers.
+public enum NHWCKernels {
+    /// "avx2", "avx512" or "generic".
+    public static var instructionSet: String { String(cString: kz_kernels_isa_name()) }
+}
+
 /// Weights [K, M] (row-major) packed once for `kz_gemm_nhwc`: 16-column panels of K x 16, the last zero-padded.
 func nhwcPackGemmWeights(_ w: [Float], k: Int, m: Int) -> [Float] {
     var packed = [Float](repeating: 0, count: kz_gemm_packed_floats(Int32(k), Int32(m)))
