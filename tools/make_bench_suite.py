@@ -13,7 +13,7 @@ The Keras models go through tf2onnx (opset 13) from Keras 3; the torch model thr
 exporter (opset 13). No classifier on the Keras models: a softmax would squash the differences the
 tests look for. Every model has input "input" with a symbolic batch and output "output".
 tf2onnx 1.17's transpose optimizer fails on MobileNetV3Small (it logs "Failed to apply
-optimize_transpose": its Add handler cannot take the scalar 3 of hard-sigmoid), which leaves
+optimize_transpose": its Add handler fails on a scalar addend such as hard-sigmoid's x + 3), which leaves
 about 100 NHWC/NCHW Transpose nodes in that graph; the model is kept as exported, as a user would get it.
 
 Every BatchNormalization is calibrated exactly as make_fixtures.py does for the reference embedder
