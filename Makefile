@@ -89,7 +89,7 @@ $(FIXTURES)/train-parity/manifest.json: tools/keras_train_reference.py tools/tfk
 	$(FIXTURE_VENV)/bin/python tools/keras_train_reference.py $(FIXTURES)/train-parity
 
 # The bench suite (issue 10): four other CNNs at 224x224 with calibrated BatchNormalization and onnxruntime's
-# outputs (ResNet50, MobileNetV3Small, EfficientNetB0 from keras.applications; a torch ResNet-18; ~3 min).
+# outputs (ResNet50, MobileNetV3Small, EfficientNetB0 from keras.applications; a torch ResNet-18; 2-3 min).
 $(BENCH_SUITE)/MANIFEST.json: tools/make_bench_suite.py tools/make_fixtures.py $(FIXTURE_STACK)
 	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
 	$(FIXTURE_VENV)/bin/python tools/make_bench_suite.py $(BENCH_SUITE)
