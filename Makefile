@@ -1,7 +1,8 @@
 # Kizuki — build, test, demo and benchmarks. Every target installs what it needs.
 #   make test    everything CI runs (.ci/run calls it)
 #   make demo    the reference experiment with the default model, writes report.html
-#   make bench   Kizuki against onnxruntime on the same model, same run (BENCH_ARGS="--load --seconds 1" ...)
+#   make bench   Kizuki against onnxruntime on the same model, same run (BENCH_ARGS="--load --seconds 1" ...), then the suite
+#   make bench-suite  the same race on the bench suite's CNNs, with geometric means of the ratios (BENCH_ARGS=...)
 #   make bench-train  Kizuki's trainer against TensorFlow (tf_keras), same recipe and batch, same run (BENCH_TRAIN_ARGS=...)
 #   make bench-instructions  instructions per image under callgrind, Kizuki and onnxruntime (BENCH_INSTRUCTIONS_ARGS=...)
 #   make fuzz    hostile inputs through the whole pipeline for FUZZ_SECONDS (a new seed each time)
@@ -14,6 +15,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 CONFORMANCE_DATA := .cache/onnx-conformance
 FIXTURES := .cache/fixtures
+BENCH_SUITE := .cache/bench-suite
 MODEL ?= models/keras-seed/model.onnx
 BENCH_ARGS ?=
 BENCH_TRAIN_ARGS ?=
@@ -32,7 +34,7 @@ FUZZ_SECONDS ?= 1800
 FUZZ_SEED ?= $(shell date +%s)
 FUZZ_ARGS ?=
 
-.PHONY: all build test fuzz demo bench bench-instructions bench-train deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
+.PHONY: all build test fuzz demo bench bench-suite bench-instructions bench-train deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
 
 all: build
 
@@ -86,7 +88,13 @@ $(FIXTURES)/train-parity/manifest.json: tools/keras_train_reference.py tools/tfk
 	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
 	$(FIXTURE_VENV)/bin/python tools/keras_train_reference.py $(FIXTURES)/train-parity
 
-fixtures: $(FIXTURES)/MANIFEST.json $(FIXTURES)/train-parity/manifest.json
+# The bench suite (issue 10): four other CNNs at 224x224 with calibrated BatchNormalization and onnxruntime's
+# outputs (ResNet50, MobileNetV3Small, EfficientNetB0 from keras.applications; a torch ResNet-18; 2-3 min).
+$(BENCH_SUITE)/MANIFEST.json: tools/make_bench_suite.py tools/make_fixtures.py $(FIXTURE_STACK)
+	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
+	$(FIXTURE_VENV)/bin/python tools/make_bench_suite.py $(BENCH_SUITE)
+
+fixtures: $(FIXTURES)/MANIFEST.json $(FIXTURES)/train-parity/manifest.json $(BENCH_SUITE)/MANIFEST.json
 
 test: deps proto-check venv conformance-data fixtures check-ops-table
 	swift build $(TEST_BUILD)
@@ -101,8 +109,13 @@ fuzz: deps conformance-data
 demo: build
 	$(KIZUKI) eval $(MODEL) --normal 7 --anomaly 9 --report report.html
 
-bench: build venv
+# --shape sizes MODEL's inputs only: with it, the suite (inputs fixed but the batch) is left out.
+bench: build venv $(BENCH_SUITE)/MANIFEST.json
 	$(VPY) tools/bench_compare.py $(KIZUKI) $(MODEL) $(BENCH_ARGS)
+	$(if $(findstring --shape,$(BENCH_ARGS)),@echo "bench suite skipped: --shape is for MODEL alone",$(VPY) tools/bench_suite.py $(KIZUKI) $(BENCH_SUITE) $(BENCH_ARGS))
+
+bench-suite: build venv $(BENCH_SUITE)/MANIFEST.json
+	$(VPY) tools/bench_suite.py $(KIZUKI) $(BENCH_SUITE) $(BENCH_ARGS)
 
 # Instructions per image under callgrind, Kizuki and onnxruntime (repeatable where times are noisy).
 bench-instructions: build venv

@@ -17,6 +17,7 @@ before the first configuration and killed after the last: how each copes with a 
 not theirs alone.
 """
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -77,42 +78,68 @@ def print_profiles(kizuki_ops: dict, ort_ops: dict, top: int = 8):
     print(f"      {'total':<30} {sum(kizuki_ops.values()):>8.2f}    {'total':<22} {sum(ort_ops.values()):>8.2f}", flush=True)
 
 
+def profile(binary, model, batch, threads, shapes):
+    """--profile: both sides' time per op kind for one configuration, from separate profiled runs."""
+    print_profiles(kizuki(binary, model, batch, threads, 1, shapes, profile=True)["profile"],
+                   ort(model, batch, threads, 0.1, shapes, profile=True)["profile"])
+
+
+def measure(binary, model, batch, threads, seconds, shapes):
+    """One configuration, both sides alternated twice: (Kizuki ms/img, onnxruntime ms/img, Kizuki peak RSS MiB)."""
+    k, o = [], []
+    for _ in range(2):
+        k.append(kizuki(binary, model, batch, threads, seconds, shapes))
+        o.append(ort(model, batch, threads, seconds, shapes))
+    return (statistics.median(r["per_image_ms"] for r in k), statistics.median(r["per_image_ms"] for r in o),
+            max(r["peak_rss_mib"] for r in k))
+
+
+@contextlib.contextmanager
+def busy_load(enabled):
+    """--load: one CPU spin loop beside both sides for the whole run."""
+    if not enabled:
+        yield
+        return
+    load = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    print(f"load: one busy process (pid {load.pid}) beside both sides")
+    try:
+        yield
+    finally:
+        load.kill()
+        load.wait()
+
+
+def add_options(p, batch):
+    """The options bench_compare.py and bench_suite.py share."""
+    p.add_argument("--batch", default=batch)
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--seconds", type=float, default=3)
+    p.add_argument("--load", action="store_true", help="run one busy process beside both sides")
+    p.add_argument("--profile", action="store_true",
+                   help="after each configuration, milliseconds per run by op kind: Kizuki's beside onnxruntime's")
+
+
+def ints(s):
+    return [int(x) for x in s.split(",") if x]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("kizuki")
     p.add_argument("model")
-    p.add_argument("--batch", default="1,20,128")
-    p.add_argument("--threads", default="1,2")
-    p.add_argument("--seconds", type=float, default=3)
+    add_options(p, "1,20,128")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...")
-    p.add_argument("--load", action="store_true", help="run one busy process beside both sides")
-    p.add_argument("--profile", action="store_true",
-                   help="after each configuration, milliseconds per run by op kind: Kizuki's beside onnxruntime's")
     a = p.parse_args()
     print(f"model {a.model}; {a.seconds:g} s per side per round, 2 rounds; medians of ms per image")
     print(f"cpu {cpu_name()}; blas {blas_line(a.kizuki)}")
-    load = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if a.load else None
-    try:
-        if load:
-            print(f"load: one busy process (pid {load.pid}) beside both sides")
+    with busy_load(a.load):
         print(f"{'batch':>5} {'threads':>7} {'kizuki ms/img':>14} {'ort ms/img':>11} {'ratio':>7} {'kizuki RSS MiB':>15}")
-        for threads in [int(t) for t in a.threads.split(",")]:
-            for batch in [int(b) for b in a.batch.split(",")]:
-                k, o = [], []
-                for _ in range(2):
-                    k.append(kizuki(a.kizuki, a.model, batch, threads, a.seconds, a.shape))
-                    o.append(ort(a.model, batch, threads, a.seconds, a.shape))
-                km = statistics.median(r["per_image_ms"] for r in k)
-                om = statistics.median(r["per_image_ms"] for r in o)
-                rss = max(r["peak_rss_mib"] for r in k)
+        for threads in ints(a.threads):
+            for batch in ints(a.batch):
+                km, om, rss = measure(a.kizuki, a.model, batch, threads, a.seconds, a.shape)
                 print(f"{batch:>5} {threads:>7} {km:>14.3f} {om:>11.3f} {km / om:>7.2f} {rss:>15.1f}", flush=True)
                 if a.profile:
-                    print_profiles(kizuki(a.kizuki, a.model, batch, threads, 1, a.shape, profile=True)["profile"],
-                                   ort(a.model, batch, threads, 0.1, a.shape, profile=True)["profile"])
-    finally:
-        if load:
-            load.kill()
-            load.wait()
+                    profile(a.kizuki, a.model, batch, threads, a.shape)
 
 
 if __name__ == "__main__":

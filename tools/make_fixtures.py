@@ -84,16 +84,20 @@ def build_keras(keras, seed: int):
     model = keras.Model(inp, out, name="embedder")
 
     rng = np.random.default_rng(seed)
-    calib = calibration_images(nchw=False)
+    calibrate_keras(keras, model, calibration_images(nchw=False), rng)
+    dense = model.get_layer("embedding")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape).astype(np.float32)])
+    return model
+
+
+def calibrate_keras(keras, model, calib: np.ndarray, rng: np.random.Generator) -> None:
+    """Set every BatchNormalization of an NHWC Keras model from its input statistics on `calib`."""
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     probe = keras.Model(model.input, [bn.input for bn in bns])
     for i, bn in enumerate(bns):  # in network order: each sees the already-final layers before it
         feat = probe.predict(calib, verbose=0)[i].astype(np.float64)
         bn.set_weights(bn_values(rng, feat.mean(axis=(0, 1, 2)), feat.var(axis=(0, 1, 2))))
-    dense = model.get_layer("embedding")
-    kernel, bias = dense.get_weights()
-    dense.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape).astype(np.float32)])
-    return model
 
 
 def export_keras(model, path: str, opset: int, nchw: bool = False) -> None:
@@ -155,7 +159,18 @@ def build_torch(seed: int):
     torch.manual_seed(seed)
     model = Embedder().eval()
     rng = np.random.default_rng(seed)
-    calib = torch.from_numpy(calibration_images(nchw=True))
+    calibrate_torch(model, calibration_images(nchw=True), rng)
+    with torch.no_grad():
+        model.embedding.bias.copy_(torch.from_numpy(rng.normal(0.0, 0.1, 128).astype(np.float32)))
+    return model
+
+
+def calibrate_torch(model, calib: np.ndarray, rng: np.random.Generator) -> None:
+    """Set every BatchNorm2d of an NCHW torch model (in eval mode) from its input statistics on `calib`."""
+    import torch
+    from torch import nn
+
+    calib = torch.from_numpy(calib)
     captured = {}
 
     class Captured(Exception):
@@ -178,8 +193,6 @@ def build_torch(seed: int):
             values = bn_values(rng, feat.mean(axis=(0, 2, 3)), feat.var(axis=(0, 2, 3)))
             for tensor, v in zip((bn.weight, bn.bias, bn.running_mean, bn.running_var), values):
                 tensor.copy_(torch.from_numpy(v))
-        model.embedding.bias.copy_(torch.from_numpy(rng.normal(0.0, 0.1, 128).astype(np.float32)))
-    return model
 
 
 def export_torch_legacy(model, path: str) -> None:

@@ -11,23 +11,30 @@ final class RealModelTests: XCTestCase {
         .deletingLastPathComponent().appendingPathComponent(".cache/fixtures")
 
     func check(_ variant: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let model = Self.fixtures.appendingPathComponent("\(variant).onnx")
-        guard FileManager.default.fileExists(atPath: model.path) else {
+        guard FileManager.default.fileExists(atPath: Self.fixtures.appendingPathComponent("\(variant).onnx").path) else {
             throw XCTSkip("fixtures missing: run `make fixtures`")
         }
+        try Self.check(variant, in: Self.fixtures, batches: [1, 7], file: file, line: line)
+    }
+
+    /// Runs `directory/name.onnx` on 1 and 2 threads on each `name.in.bB.npy` and compares with
+    /// `name.out.bB.npy` (onnxruntime's outputs) under `scaledError`'s bound. Shared with BenchSuiteTests.
+    static func check(_ name: String, in directory: URL, batches: [Int], file: StaticString = #filePath,
+                      line: UInt = #line) throws {
+        let model = directory.appendingPathComponent("\(name).onnx")
         for threads in [1, 2] {
             var options = SessionOptions()
             options.threads = threads
             let session = try Session(contentsOf: model, options: options)
-            for batch in [1, 7] {
-                let input = try HostTensor(Npy.read(Self.fixtures.appendingPathComponent("\(variant).in.b\(batch).npy")))
-                let want = try HostTensor(Npy.read(Self.fixtures.appendingPathComponent("\(variant).out.b\(batch).npy")))
+            for batch in batches {
+                let input = try HostTensor(Npy.read(directory.appendingPathComponent("\(name).in.b\(batch).npy")))
+                let want = try HostTensor(Npy.read(directory.appendingPathComponent("\(name).out.b\(batch).npy")))
                 let out = try session.run([session.inputs[0].name: input])
-                let got = try XCTUnwrap(out[session.outputs[0].name])
+                let got = try XCTUnwrap(out[session.outputs[0].name], file: file, line: line)
                 XCTAssertEqual(got.shape, want.shape, file: file, line: line)
-                let (worst, bound) = Self.scaledError(got.floats, want.floats)
-                let context = "\(variant) batch \(batch) threads \(threads): max |Kizuki - onnxruntime| \(worst), bound \(bound)"
-                    + " (onnxruntime vs the framework itself: \(Self.frameworkGap(variant, batch).map { "\($0)" } ?? "not recorded"))"
+                let (worst, bound) = scaledError(got.floats, want.floats)
+                let context = "\(name) batch \(batch) threads \(threads): max |Kizuki - onnxruntime| \(worst), bound \(bound)"
+                    + " (onnxruntime vs the framework itself: \(frameworkGap(name, batch, in: directory).map { "\($0)" } ?? "not recorded"))"
                 print(context)
                 XCTAssertLessThanOrEqual(worst, bound, context, file: file, line: line)
             }
@@ -47,12 +54,13 @@ final class RealModelTests: XCTestCase {
         return (worst, 1e-5 + 1e-4 * scale)
     }
 
-    /// How far onnxruntime was from the exporting framework on this fixture, as make_fixtures.py recorded it.
-    static func frameworkGap(_ variant: String, _ batch: Int) -> Double? {
-        guard let data = try? Data(contentsOf: fixtures.appendingPathComponent("MANIFEST.json")),
+    /// How far onnxruntime was from the exporting framework on this model, as the MANIFEST.json of `directory`
+    /// records it (make_fixtures.py lists "variants", make_bench_suite.py "models").
+    static func frameworkGap(_ name: String, _ batch: Int, in directory: URL) -> Double? {
+        guard let data = try? Data(contentsOf: directory.appendingPathComponent("MANIFEST.json")),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let variants = json["variants"] as? [[String: Any]],
-              let entry = variants.first(where: { $0["name"] as? String == variant }),
+              let entries = (json["variants"] ?? json["models"]) as? [[String: Any]],
+              let entry = entries.first(where: { $0["name"] as? String == name }),
               let stats = (entry["stats"] as? [String: Any])?["b\(batch)"] as? [String: Any] else { return nil }
         return stats["max_diff_vs_framework"] as? Double
     }
