@@ -183,23 +183,39 @@ final class NhwcConvKernel: Kernel {
 }
 
 /// Output pixels `rows` of the batch unfolded into rows of [kh, kw, C] (zeros where a tap falls in the padding).
+/// Works along runs of one output row, so each tap's valid columns are found once per run and the copies are
+/// branch-free loops (Conv1 of the reference embedder, C = 1: per-pixel bounds tests took 1.6 of its 2.3 ms).
 func nhwcUnfold(_ x: UnsafePointer<Float>, _ g: NhwcConvGeometry, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-    let c = g.inC
-    for (i, r) in rows.enumerated() {
-        let n = r / (g.outH * g.outW), p = r % (g.outH * g.outW), oy = p / g.outW, ox = p % g.outW
-        let row = out + i * g.patch
+    let c = g.inC, plane = g.outH * g.outW
+    var r = rows.lowerBound
+    while r < rows.upperBound {
+        // The run: pixels ox0..<ox1 of output row oy of image n.
+        let n = r / plane, oy = (r % plane) / g.outW, ox0 = r % g.outW
+        let ox1 = min(g.outW, ox0 + (rows.upperBound - r))
+        let base = out + (r - rows.lowerBound) * g.patch
         for ky in 0..<g.kH {
             let iy = oy * g.sH - g.padTop + ky
+            let line = x + (n * g.height + iy) * g.width * c
             for kx in 0..<g.kW {
-                let ix = ox * g.sW - g.padLeft + kx
-                let dst = row + (ky * g.kW + kx) * c
-                if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width {
-                    dst.update(repeating: 0, count: c)
-                } else {
-                    dst.update(from: x + ((n * g.height + iy) * g.width + ix) * c, count: c)
+                let tap = base + (ky * g.kW + kx) * c
+                // Valid output columns: 0 <= ox·sW − padLeft + kx < width.
+                var lo = ox0, hi = ox1
+                if iy < 0 || iy >= g.height { hi = lo } else {
+                    let first = g.padLeft - kx  // ox·sW >= first
+                    if first > 0 { lo = min(hi, max(lo, (first + g.sW - 1) / g.sW)) }
+                    let last = g.width - 1 + g.padLeft - kx  // ox·sW <= last
+                    hi = last < 0 ? lo : max(lo, min(hi, last / g.sW + 1))
                 }
+                for ox in ox0..<lo { (tap + (ox - ox0) * g.patch).update(repeating: 0, count: c) }
+                if c == 1 {
+                    for ox in lo..<hi { tap[(ox - ox0) * g.patch] = line[ox * g.sW - g.padLeft + kx] }
+                } else {
+                    for ox in lo..<hi { (tap + (ox - ox0) * g.patch).update(from: line + (ox * g.sW - g.padLeft + kx) * c, count: c) }
+                }
+                for ox in hi..<ox1 { (tap + (ox - ox0) * g.patch).update(repeating: 0, count: c) }
             }
         }
+        r += ox1 - ox0
     }
 }
 
