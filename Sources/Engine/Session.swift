@@ -11,6 +11,9 @@ public struct SessionOptions: Sendable {
     public var optimize = true
     /// With `optimize`: run eligible convolutions in NHWC (LayoutNHWC.swift); false keeps NCHW throughout.
     public var nhwc = true
+    /// Large batches of a graph whose images are computed independently run as chunks of about this many images
+    /// (MicroBatch.swift), so each layer's activations stay in cache; nil runs every batch whole.
+    public var microBatch: Int? = 16
     /// Time every node; read the totals with `Session.profile`.
     public var profile = false
     /// Bytes the engine may allocate for one input signature from sizes the model determines: each
@@ -29,6 +32,8 @@ public final class Session {
     /// Nodes in topological order with their kernels.
     let steps: [(node: Node, kernel: Kernel)]
     let constants: [String: HostTensor]
+    /// Whether every image of a batch is computed from that image alone (MicroBatch.swift).
+    let batchSeparable: Bool
     private var plans: [String: [Plan]] = [:]
     private let lock = NSLock()
 
@@ -102,6 +107,7 @@ public final class Session {
             throw EngineError(.unsupported, "the model uses \(unsupported.count) unsupported operator(s):\n" + lines.joined(separator: "\n"))
         }
         self.steps = built
+        batchSeparable = Session.isBatchSeparable(graph)
         // The engine parallelises GEMMs itself on its thread pool; BLAS threads would spin against it.
         try BLAS.loadSingleThreaded()
     }
@@ -153,6 +159,12 @@ public final class Session {
     public func run(_ feeds: [String: HostTensor]) throws -> [String: HostTensor] {
         lock.lock()
         defer { lock.unlock() }
+        if let chunks = microBatches(feeds) { return try runInChunks(feeds, chunks) }
+        return try runWhole(feeds)
+    }
+
+    /// One run of the whole batch (the caller holds `lock`).
+    func runWhole(_ feeds: [String: HostTensor]) throws -> [String: HostTensor] {
         try checkFeeds(feeds)
         if options.checkFinite { try checkFeedsFinite(feeds) }
         let signature = inputs.map { info -> String in

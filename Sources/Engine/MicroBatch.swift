@@ -1,0 +1,99 @@
+import Foundation
+import OnnxIO
+
+// Large batches in cache-sized chunks. A convolutional network run layer by layer over a batch of 128 writes each
+// layer's activations to memory and reads them back (the reference embedder's 42x42x96 maps are 86 MB at batch 128);
+// run as chunks of 16 images, each layer's activations stay in the L3 cache. Exact: it applies only to graphs whose
+// every op computes each image from that image alone, and each chunk runs the same kernels.
+
+extension Session {
+    /// Ops that compute image i of their outputs from image i of their inputs, whatever their attributes;
+    /// the ones whose attributes or constant inputs could reach across images are checked in `isBatchSeparable`.
+    static let perImageOps: Set<String> = [
+        "NhwcConv", "NhwcGlobalAveragePool", "Conv", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh",
+        "Identity", "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool", "BatchNormalization",
+    ]
+
+    /// Whether the images of a batch are independent through the whole graph: every node is per-image, or reshapes,
+    /// transposes, flattens, resizes, squeezes or multiplies in ways that keep axis 0 the batch.
+    static func isBatchSeparable(_ graph: Graph) -> Bool {
+        let constants = Dictionary(graph.initializers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        func ints(_ name: String) -> [Int64]? {
+            guard let t = constants[name], t.dataType == .int64, t.data.count == t.dims.reduce(1, *) * 8 else { return nil }
+            return t.int64s
+        }
+        func floats(_ name: String) -> [Float]? {
+            guard let t = constants[name], t.dataType == .float, t.data.count == t.dims.reduce(1, *) * 4 else { return nil }
+            return t.floats
+        }
+        func attributeInts(_ n: Node, _ name: String) -> [Int64]? { if case .ints(let v)? = n.attribute(name) { return v }; return nil }
+        func attributeInt(_ n: Node, _ name: String) -> Int64? { if case .int(let v)? = n.attribute(name) { return v }; return nil }
+        /// A constant operand that broadcasts over the batch (no batch axis of its own).
+        func batchFree(_ name: String) -> Bool { constants[name].map { $0.dims.count <= 1 || $0.dims[0] == 1 } ?? true }
+        for n in graph.nodes {
+            guard n.domain.isEmpty || n.domain == "ai.onnx" || n.domain == OpRegistry.internalDomain else { return false }
+            if perImageOps.contains(n.opType) { continue }
+            switch n.opType {
+            case "Add", "Mul", "Sub", "Div":
+                guard n.inputs.allSatisfy(batchFree) else { return false }
+            case "Transpose":
+                guard attributeInts(n, "perm")?.first == 0 else { return false }
+            case "Reshape":
+                // The new shape must leave axis 0 to the batch: -1 (inferred) or 0 (copied) first.
+                guard n.inputs.count == 2, let shape = ints(n.inputs[1]), let first = shape.first, first == -1 || first == 0,
+                      first == -1 || attributeInt(n, "allowzero") ?? 0 == 0 else { return false }
+            case "Flatten":
+                guard attributeInt(n, "axis") ?? 1 >= 1 else { return false }
+            case "Squeeze", "Unsqueeze":
+                let axes = n.inputs.count > 1 ? ints(n.inputs[1]) : attributeInts(n, "axes")
+                guard let axes, !axes.contains(0) else { return false }
+            case "Resize":
+                guard n.inputs.count >= 3, let scales = floats(n.inputs[2]), scales.first == 1, n.inputs.count < 4 || n.inputs[3].isEmpty
+                else { return false }
+            case "MatMul":
+                guard n.inputs.count == 2, constants[n.inputs[0]] == nil, let b = constants[n.inputs[1]], b.dims.count == 2 else { return false }
+            case "Gemm":
+                guard attributeInt(n, "transA") ?? 0 == 0, n.inputs.count >= 2, constants[n.inputs[0]] == nil, constants[n.inputs[1]] != nil,
+                      n.inputs.count < 3 || batchFree(n.inputs[2]) else { return false }
+            default:
+                return false
+            }
+        }
+        return true
+    }
+
+    /// The chunk sizes of a run, or nil to run the batch whole: a batch-separable graph, every input with the same
+    /// axis 0, and more than 1.5 chunks of it (a batch of 20 runs whole: a chunk of 4 would cost more than cache saves).
+    func microBatches(_ feeds: [String: HostTensor]) -> [Int]? {
+        guard let size = options.microBatch, size >= 1, batchSeparable, !feeds.isEmpty else { return nil }
+        let batches = Set(feeds.values.map { $0.shape.first ?? -1 })
+        guard batches.count == 1, let n = batches.first, n * 2 > size * 3 else { return nil }
+        let count = (n + size - 1) / size
+        return (0..<count).map { n * ($0 + 1) / count - n * $0 / count }
+    }
+
+    /// Runs each chunk of images whole and writes its outputs into the batch's; if an output's axis 0 is not the
+    /// chunk's images (a graph that looked per-image but is not), the batch runs whole instead.
+    func runInChunks(_ feeds: [String: HostTensor], _ chunks: [Int]) throws -> [String: HostTensor] {
+        var outputs: [String: HostTensor] = [:]
+        var start = 0
+        for count in chunks {
+            var part: [String: HostTensor] = [:]
+            for (name, t) in feeds {
+                let row = t.byteCount / t.shape[0]
+                let slice = try HostTensor(dtype: t.dtype, shape: [count] + t.shape.dropFirst())
+                slice.storage.pointer.copyMemory(from: t.storage.pointer + start * row, byteCount: count * row)
+                part[name] = slice
+            }
+            let result = try runWhole(part)
+            for (name, t) in result {
+                guard t.shape.first == count else { return try runWhole(feeds) }
+                if outputs[name] == nil { outputs[name] = try HostTensor(dtype: t.dtype, shape: [feeds.values.first!.shape[0]] + t.shape.dropFirst()) }
+                let row = t.byteCount / count
+                outputs[name]!.storage.pointer.advanced(by: start * row).copyMemory(from: t.storage.pointer, byteCount: t.byteCount)
+            }
+            start += count
+        }
+        return outputs
+    }
+}

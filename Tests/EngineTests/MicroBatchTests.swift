@@ -1,0 +1,51 @@
+import Foundation
+@testable import Engine
+import OnnxIO
+import XCTest
+
+/// Large batches run in chunks (MicroBatch.swift) give what the whole batch gives, and only graphs whose images
+/// are independent are chunked.
+final class MicroBatchTests: XCTestCase {
+    static let seed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("models/keras-seed/model.onnx")
+
+    /// The reference embedder at batch 37 (chunks of 13, 12, 12): the same embeddings as one batch of 37.
+    func testChunkedBatchMatchesTheWholeBatch() throws {
+        let model = try Model(contentsOf: Self.seed)
+        var random = TestRandom(3)
+        let x = try HostTensor(shape: [37, 28, 28, 1], floats: random.floats(37 * 784).map { ($0 + 1) / 2 })
+        var whole = SessionOptions(), chunked = SessionOptions()
+        whole.microBatch = nil
+        chunked.microBatch = 16
+        let session = try Session(model: model, options: chunked)
+        XCTAssertTrue(session.batchSeparable)
+        XCTAssertEqual(session.microBatches(["input": x]), [12, 12, 13])
+        let want = try Session(model: model, options: whole).run(["input": x])["embedding"]!
+        let got = try session.run(["input": x])["embedding"]!
+        XCTAssertEqual(got.shape, [37, 128])
+        let scale = want.floats.map(abs).max()!
+        XCTAssertLessThanOrEqual(zip(got.floats, want.floats).map { abs($0 - $1) }.max()!, 1e-5 * scale)
+        // Small batches run whole.
+        XCTAssertNil(session.microBatches(["input": try HostTensor(shape: [20, 28, 28, 1], floats: [Float](repeating: 0, count: 20 * 784))]))
+    }
+
+    /// Graphs that mix images are never chunked.
+    func testGraphsThatMixImagesRunWhole() throws {
+        func graph(_ nodes: [Node], _ initializers: [Tensor] = []) -> Graph {
+            var g = Graph()
+            g.inputs = [ValueInfo(name: "x", type: nil)]
+            g.outputs = [ValueInfo(name: "y", type: nil)]
+            g.nodes = nodes
+            g.initializers = initializers
+            return g
+        }
+        let mixing: [(String, Graph)] = [
+            ("Reshape to a fixed batch", graph([Node(opType: "Reshape", inputs: ["x", "s"], outputs: ["y"])], [Tensor(name: "s", int64s: [4, -1], dims: [2])])),
+            ("ReduceMean over the batch", graph([Node(opType: "ReduceMean", inputs: ["x"], outputs: ["y"])])),
+            ("Transpose moving the batch", graph([Node(opType: "Transpose", inputs: ["x"], outputs: ["y"], attributes: [Attribute(name: "perm", value: .ints([1, 0]))])])),
+            ("Add of a per-image constant", graph([Node(opType: "Add", inputs: ["x", "c"], outputs: ["y"])], [Tensor(name: "c", floats: [Float](repeating: 1, count: 8), dims: [4, 2])])),
+        ]
+        for (name, g) in mixing { XCTAssertFalse(Session.isBatchSeparable(g), name) }
+        XCTAssertTrue(Session.isBatchSeparable(graph([Node(opType: "Relu", inputs: ["x"], outputs: ["y"])])))
+    }
+}
