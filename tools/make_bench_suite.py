@@ -36,7 +36,9 @@ import time
 import numpy as np
 import onnx
 
-from make_fixtures import calibrate_keras, calibrate_torch, describe, ort, ort_run, rename_io
+from make_fixtures import calibrate_keras, calibrate_torch, describe, keep_stats, ort, rename_io, write_manifest
+from make_fixtures import files_for as fixture_files
+from make_fixtures import write_references as fixture_references
 
 BATCHES = (1, 2)
 SEED = 20261201
@@ -131,31 +133,13 @@ def export_torch(model, path: str) -> None:
 
 # ---------------------------------------------------------------------------- references
 def files_for(outdir: str, name: str) -> list[str]:
-    files = [f"{name}.onnx"] + [f"{name}.{kind}.b{b}.npy" for b in BATCHES for kind in ("in", "out")]
-    return [os.path.join(outdir, f) for f in files]
+    return fixture_files(outdir, name, BATCHES)
 
 
 def write_references(outdir: str, name: str, framework_fn) -> dict:
     """onnxruntime's outputs on the fixed images, saved, and checked against the framework's own."""
-    path = os.path.join(outdir, f"{name}.onnx")
-    onnx.checker.check_model(onnx.load(path), full_check=True)
-    stats = {}
-    for b in BATCHES:
-        x = test_images(name, b)
-        y = ort_run(path, x)
-        np.save(os.path.join(outdir, f"{name}.in.b{b}.npy"), x)
-        np.save(os.path.join(outdir, f"{name}.out.b{b}.npy"), y)
-        stats[f"b{b}"] = {"mean_abs": float(np.abs(y).mean()), "max_abs": float(np.abs(y).max()),
-                          "std_over_batch": float(y.std(axis=0).mean()) if b > 1 else None,
-                          "max_diff_vs_framework": float(np.abs(y - framework_fn(x)).max())}
-    s = stats[f"b{BATCHES[-1]}"]
-    print(f"  {name}: output {list(y.shape)}  mean|y| {s['mean_abs']:.3f}  max|y| {s['max_abs']:.3f}  "
-          f"std over batch {s['std_over_batch']:.3f}  max |ort - framework| {s['max_diff_vs_framework']:.2e}")
-    # Calibration worked: outputs neither vanish nor ignore the image.
-    assert s["mean_abs"] > 1e-2, f"{name}: outputs too small ({s['mean_abs']})"
-    assert s["std_over_batch"] > 1e-2 * s["mean_abs"], f"{name}: outputs do not depend on the input"
-    assert s["max_diff_vs_framework"] < 1e-3 * max(1.0, s["max_abs"]), f"{name}: onnxruntime disagrees"
-    return stats
+    return fixture_references(outdir, name, framework_fn, inputs=lambda b: test_images(name, b), batches=BATCHES,
+                              relative_spread=True)
 
 
 def manifest_entry(outdir: str, name: str) -> dict:
@@ -220,16 +204,8 @@ def main() -> None:
     for name in MODELS:
         if not all(map(os.path.exists, files_for(a.outdir, name))):
             continue
-        entry = manifest_entry(a.outdir, name)
-        if name in stats:
-            entry["stats"] = stats[name]
-        elif "stats" in old.get(name, {}):
-            entry["stats"] = old[name]["stats"]
-        models.append(entry)
-    with open(manifest_path, "w") as f:
-        json.dump({"seed": SEED, "batches": list(BATCHES), "reference": f"onnxruntime {ort.__version__}, 1 thread",
-                   "models": models}, f, indent=1)
-    print(f"wrote {manifest_path} ({len(models)} models)")
+        models.append(keep_stats(manifest_entry(a.outdir, name), name, stats, old))
+    write_manifest(manifest_path, "models", models, SEED, BATCHES)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,23 @@ static inline __attribute__((always_inline)) void kz_tile(int nr, int np, const 
     }
 }
 
+// The epilogue of one row's last, partial panel, lane by lane from a stack copy of the accumulator (nothing past M
+// is read or written): bias, R, Y and lanes start at the panel's first column; n columns exist.
+static inline __attribute__((always_inline)) void kz_store_tail(const float *lanes, int n, const float *bias,
+                                                                const float *R, float *Y, int first, int last,
+                                                                float lo, float hi) {
+    for (int j = 0; j < n; j++) {
+        float v = lanes[j];
+        if (first) {
+            if (bias) v += bias[j];
+            if (R) v += R[j];
+        } else {
+            v += Y[j];
+        }
+        Y[j] = last ? kz_clamp1(v, lo, hi) : v;
+    }
+}
+
 // Everything after the sum, while the tile is in registers: bias and R on the first K block, Y's partial sums on
 // later ones, the clamp on the last. c0: first column of the tile; cols: columns of the tile that exist (< 16 * np
 // only in the last panel, done lane by lane through a stack copy so nothing past M is read or written).
@@ -65,16 +82,7 @@ static inline __attribute__((always_inline)) void kz_finish(int nr, int np, kz_v
             for (int i = 0; i < nr; i++) {
                 float lanes[16];
                 kz_store16(lanes, acc[i][p]);
-                for (int j = 0; j < n; j++) {
-                    float v = lanes[j];
-                    if (first) {
-                        if (bias) v += bias[c + j];
-                        if (R) v += R[i * ldr + c + j];
-                    } else {
-                        v += Y[i * ldy + c + j];
-                    }
-                    Y[i * ldy + c + j] = last ? kz_clamp1(v, lo, hi) : v;
-                }
+                kz_store_tail(lanes, n, bias ? bias + c : NULL, R ? R + i * ldr + c : NULL, Y + i * ldy + c, first, last, lo, hi);
             }
         }
     }
@@ -109,16 +117,7 @@ static inline __attribute__((always_inline)) void kz_half(int nr, const float *x
         }
         float lanes[8];
         kz_store8(lanes, acc[i]);
-        for (int j = 0; j < n; j++) {
-            float v = lanes[j];
-            if (first) {
-                if (bias) v += bias[c + j];
-                if (R) v += R[i * ldr + c + j];
-            } else {
-                v += Y[i * ldy + c + j];
-            }
-            Y[i * ldy + c + j] = last ? kz_clamp1(v, lo, hi) : v;
-        }
+        kz_store_tail(lanes, n, bias ? bias + c : NULL, R ? R + i * ldr + c : NULL, Y + i * ldy + c, first, last, lo, hi);
     }
 }
 
