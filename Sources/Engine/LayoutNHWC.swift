@@ -10,6 +10,7 @@ import OnnxIO
 ///   Relu / Clip / Sigmoid / ... of an NHWC value                                  → the same op, on NHWC
 ///   Add / Mul / Sub / Div of two values with NHWC forms, one NHWC only (both rank 4: broadcasting is kept) → on NHWC
 ///   GlobalAveragePool of an NHWC value                                            → NhwcGlobalAveragePool (writes NCHW)
+///   Transpose to NHWC of a value with an NHWC form → Identity of it; Transpose to NCHW of t → no node, t its NHWC form
 ///   NhwcConv → Add(NHWC), the conv without activation and read once               → the Add fused as the conv's residual
 ///   NhwcConv(+residual) → Relu / Clip, read once                                  → the clamp fused into the conv
 enum LayoutNHWC {
@@ -113,6 +114,20 @@ enum LayoutNHWC {
                 return
             }
             let std = node.domain.isEmpty || node.domain == "ai.onnx"
+            // An exporter's own layout Transposes (tf2onnx leaves them around ops it could not move them through):
+            // NCHW → NHWC of a value that has an NHWC form is that form; NHWC → NCHW of any tensor has it as NHWC form.
+            if std, node.opType == "Transpose", node.inputs.count == 1, node.outputs.count == 1, !node.outputs[0].isEmpty,
+               case .ints(let perm)? = node.attribute("perm") {
+                if perm == LayoutNHWC.toNHWC, let n = nhwcName[node.inputs[0]] {
+                    nodes.append(Node(name: node.name, opType: "Identity", inputs: [n], outputs: node.outputs))
+                    nchwAvailable.insert(node.outputs[0])
+                    return
+                }
+                if perm == LayoutNHWC.toNCHW, !node.inputs[0].isEmpty {
+                    nhwcName[node.outputs[0]] = node.inputs[0]
+                    return
+                }
+            }
             if std, LayoutNHWC.unary.contains(node.opType), node.outputs.count == 1, isNHWC(node.inputs.first ?? "") {
                 nodes.append(nhwcNode(node, dataInputs: [0]))
                 return

@@ -118,6 +118,20 @@ final class LayoutNHWCTests: XCTestCase {
         XCTAssertEqual(count("Mul", g), 1)
     }
 
+    /// An exporter's own NHWC sections (tf2onnx: Transpose to NHWC, elementwise ops, Transpose back) cost no Transpose:
+    /// the first is the conv's NHWC output itself, the second makes no copy at all.
+    func testExporterTransposesAroundNHWCOpsDisappear() throws {
+        var n = Net(input: [2, 8, 6, 7])
+        let a = n.conv("x", c: 8, m: 16, k: 3, pads: [1, 1, 1, 1])
+        let t = n.node("Transpose", [a], [attr("perm", [0, 2, 3, 1])])
+        let hs = n.node("Mul", [t, n.node("HardSigmoid", [t])])
+        let back = n.node("Transpose", [hs], [attr("perm", [0, 3, 1, 2])])
+        let y = n.conv(back, c: 16, m: 4, k: 1)
+        n.output(y, t)
+        let g = try check(n)
+        XCTAssertEqual(count("Transpose", g), 2, "x in and y out only: \(g.nodes.map(\.opType))")
+    }
+
     /// Convolutions the rewrite leaves in NCHW: grouped (not depthwise), dilated, auto_pad, weights fed at run time.
     func testIneligibleConvolutionsStayNCHW() throws {
         var n = Net(input: [1, 8, 7, 7])
