@@ -7,7 +7,8 @@ Usage: .venv/bin/python tools/bench_compare.py KIZUKI MODEL [--batch 1,20,128] [
 Each configuration alternates the two sides twice (Kizuki, onnxruntime, Kizuki, onnxruntime) so
 both see the same machine load; each side's median over its rounds is reported.
 Prints one table with the ratio Kizuki / onnxruntime of the median milliseconds per image
-(below 1 = Kizuki is faster), headed by the CPU's name and the BLAS core Kizuki runs.
+(below 1 = Kizuki is faster), headed by the CPU's name and the BLAS core Kizuki runs, and each side's peak
+resident memory (its whole process: onnxruntime's includes the Python interpreter and NumPy it runs in).
 
 --shape gives an input's shape to both sides (needed for inputs with free axes after the batch).
 --profile prints, after each configuration, both sides' time per run by op kind (Kizuki's `bench --profile`,
@@ -85,13 +86,14 @@ def profile(binary, model, batch, threads, shapes):
 
 
 def measure(binary, model, batch, threads, seconds, shapes):
-    """One configuration, both sides alternated twice: (Kizuki ms/img, onnxruntime ms/img, Kizuki peak RSS MiB)."""
+    """One configuration, both sides alternated twice: (Kizuki ms/img, onnxruntime ms/img, Kizuki peak RSS MiB,
+    onnxruntime peak RSS MiB); each side's peak is its whole process's (one process per round)."""
     k, o = [], []
     for _ in range(2):
         k.append(kizuki(binary, model, batch, threads, seconds, shapes))
         o.append(ort(model, batch, threads, seconds, shapes))
     return (statistics.median(r["per_image_ms"] for r in k), statistics.median(r["per_image_ms"] for r in o),
-            max(r["peak_rss_mib"] for r in k))
+            max(r["peak_rss_mib"] for r in k), max(r["peak_rss_mib"] for r in o))
 
 
 @contextlib.contextmanager
@@ -133,11 +135,12 @@ def main():
     print(f"model {a.model}; {a.seconds:g} s per side per round, 2 rounds; medians of ms per image")
     print(f"cpu {cpu_name()}; blas {blas_line(a.kizuki)}")
     with busy_load(a.load):
-        print(f"{'batch':>5} {'threads':>7} {'kizuki ms/img':>14} {'ort ms/img':>11} {'ratio':>7} {'kizuki RSS MiB':>15}")
+        print(f"{'batch':>5} {'threads':>7} {'kizuki ms/img':>14} {'ort ms/img':>11} {'ratio':>7} {'kizuki RSS MiB':>15} "
+              f"{'ort RSS MiB':>12}")
         for threads in ints(a.threads):
             for batch in ints(a.batch):
-                km, om, rss = measure(a.kizuki, a.model, batch, threads, a.seconds, a.shape)
-                print(f"{batch:>5} {threads:>7} {km:>14.3f} {om:>11.3f} {km / om:>7.2f} {rss:>15.1f}", flush=True)
+                km, om, krss, orss = measure(a.kizuki, a.model, batch, threads, a.seconds, a.shape)
+                print(f"{batch:>5} {threads:>7} {km:>14.3f} {om:>11.3f} {km / om:>7.2f} {krss:>15.1f} {orss:>12.1f}", flush=True)
                 if a.profile:
                     profile(a.kizuki, a.model, batch, threads, a.shape)
 

@@ -35,7 +35,7 @@ def main():
             for threads in ints(a.threads):
                 for batch in ints(a.batch):
                     model = str(Path(a.suite) / f"{name}.onnx")
-                    km, om, _ = measure(a.kizuki, model, batch, threads, a.seconds, [])
+                    km, om, _, _ = measure(a.kizuki, model, batch, threads, a.seconds, [])
                     ratios.setdefault((batch, threads), []).append(km / om)
                     print(f"{name:<18} {batch:>5} {threads:>7} {km:>14.3f} {om:>11.3f} {km / om:>7.2f}", flush=True)
                     if a.profile:

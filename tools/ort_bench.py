@@ -19,6 +19,7 @@ runs in a second session: milliseconds per run by op type (as it runs them after
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -119,8 +120,10 @@ def bench(model: str, batch: int, threads: int, seconds: float, shapes: dict, wa
         sess.run(None, feed)
         times.append((time.perf_counter() - t0) * 1e3)
     med = statistics.median(times)
+    # The whole process's peak resident memory (Python and NumPy included), as Kizuki's `bench` reports its own.
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"batch": batch, "threads": threads, "median_ms": med, "min_ms": min(times),
-            "max_ms": max(times), "per_image_ms": med / batch, "runs": len(times)}
+            "max_ms": max(times), "per_image_ms": med / batch, "runs": len(times), "peak_rss_mib": peak_mib}
 
 
 def ints(s: str) -> list[int]:

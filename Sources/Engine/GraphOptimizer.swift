@@ -8,6 +8,9 @@ import OnnxIO
 ///   Conv → Add(per-channel constant)           shift folded into B
 ///   Conv → Clip / Relu                         activation applied in the Conv's epilogue
 /// The fused activation travels as internal attributes on the Conv node (`FusedAttributes`).
+/// After the NHWC rewrite, `optimizeNHWC` folds the same pads and per-channel constants into NhwcConv, whose
+/// channels are the last axis (exporters such as tf2onnx leave a convolution's bias and BatchNormalization as
+/// Add/Mul on its NHWC output, and a stride-2 convolution's Pad on its NHWC input).
 enum GraphOptimizer {
     static func optimize(_ graph: Graph) -> Graph {
         var g = Rewriter(graph)
@@ -16,20 +19,36 @@ enum GraphOptimizer {
         g.fuseActivations()
         return g.graph
     }
+
+    static func optimizeNHWC(_ graph: Graph) -> Graph {
+        var g = Rewriter(graph, layout: .nhwc)
+        g.foldPadsIntoConv()
+        g.foldAffineIntoConv()
+        return g.graph
+    }
 }
 
 /// Internal attribute names; the leading "_kizuki." cannot clash with ONNX attributes.
 enum FusedAttributes {
     static let clipMin = "_kizuki.clip_min"
     static let clipMax = "_kizuki.clip_max"
+    /// An activation NhwcConv applies after the clamp, to each block of output while it is in cache: "swish"
+    /// (x · sigmoid(x)) or "hardswish" (LayoutNHWC+Activations.swift).
+    static let activation = "_kizuki.activation"
 }
 
 private struct Rewriter {
+    /// Which convolutions the passes fold into: ONNX's Conv (NCHW, channels on axis 1) or the engine's NhwcConv
+    /// (channels on the last axis).
+    enum Layout { case nchw, nhwc }
+
     var graph: Graph
+    let layout: Layout
     var initializers: [String: Int] = [:]
 
-    init(_ graph: Graph) {
+    init(_ graph: Graph, layout: Layout = .nchw) {
         self.graph = graph
+        self.layout = layout
         for (i, t) in graph.initializers.enumerated() { initializers[t.name] = i }
     }
 
@@ -74,9 +93,18 @@ private struct Rewriter {
         inputs.contains(n.inputs.count) && outputs.contains(n.outputs.count) && !n.outputs[0].isEmpty
     }
 
-    static func isDefaultConv(_ n: Node) -> Bool {
-        n.opType == "Conv" && n.domain.isEmpty && hasArity(n, inputs: 2...3)
+    /// A convolution of this pass's layout without a residual input (the fusions below go before a residual's).
+    func isDefaultConv(_ n: Node) -> Bool {
+        switch layout {
+        case .nchw: return n.opType == "Conv" && n.domain.isEmpty && Rewriter.hasArity(n, inputs: 2...3)
+        case .nhwc:
+            return n.opType == "NhwcConv" && n.domain == OpRegistry.internalDomain && Rewriter.hasArity(n, inputs: 2...3)
+                && n.attribute(FusedAttributes.clipMin) == nil
+        }
     }
+
+    /// The first spatial axis of a convolution's input in this layout (N, C, spatial... or N, spatial..., C).
+    var firstSpatialAxis: Int { layout == .nchw ? 2 : 1 }
 
     // MARK: Pad → Conv
 
@@ -84,7 +112,7 @@ private struct Rewriter {
         var uses = useCounts()
         var removed = Set<Int>()
         for (p, pad) in graph.nodes.enumerated() where pad.opType == "Pad" && pad.domain.isEmpty && Rewriter.hasArity(pad, inputs: 1...4) {
-            guard let c = soleConsumer(of: pad.outputs[0], uses), Rewriter.isDefaultConv(graph.nodes[c]),
+            guard let c = soleConsumer(of: pad.outputs[0], uses), isDefaultConv(graph.nodes[c]),
                   graph.nodes[c].inputs.first == pad.outputs[0] else { continue }
             var conv = graph.nodes[c]
             if case .string(let mode)? = pad.attribute("mode"), String(decoding: mode, as: UTF8.self) != "constant" { continue }
@@ -97,14 +125,17 @@ private struct Rewriter {
             if pad.inputs.count > 2, !pad.inputs[2].isEmpty { guard let v = floats(pad.inputs[2]), v.allSatisfy({ $0 == 0 }) else { continue } }
             if pad.inputs.count > 3, !pad.inputs[3].isEmpty { continue }  // axes: keep it simple
             let rank = pads.count / 2
-            guard pads.count % 2 == 0, rank >= 3, pads.allSatisfy({ $0 >= 0 }), pads[0] == 0, pads[1] == 0, pads[rank] == 0, pads[rank + 1] == 0 else { continue }
-            let spatial = rank - 2
+            guard pads.count % 2 == 0, rank >= 3, pads.allSatisfy({ $0 >= 0 }) else { continue }
+            // Only spatial axes may be padded: N and C (axes 0 and 1, or 0 and rank − 1) not.
+            let s0 = firstSpatialAxis, spatial = rank - 2
+            let spatialAxes = s0..<(s0 + spatial)
+            guard (0..<rank).allSatisfy({ spatialAxes.contains($0) || (pads[$0] == 0 && pads[rank + $0] == 0) }) else { continue }
             var convPads = [Int](repeating: 0, count: 2 * spatial)
             if case .ints(let v)? = conv.attribute("pads") { convPads = v.map { Int($0) } }
             guard convPads.count == 2 * spatial else { continue }
             for i in 0..<spatial {
-                convPads[i] += pads[2 + i]
-                convPads[spatial + i] += pads[rank + 2 + i]
+                convPads[i] += pads[s0 + i]
+                convPads[spatial + i] += pads[rank + s0 + i]
             }
             conv.attributes.removeAll { $0.name == "pads" || $0.name == "auto_pad" }
             conv.attributes.append(Attribute(name: "pads", value: .ints(convPads.map(Int64.init))))
@@ -118,12 +149,17 @@ private struct Rewriter {
 
     // MARK: Conv → Mul / Add with per-channel constants
 
-    /// Per-output-channel values of a constant that broadcasts as [M,1,...] against [N,M,...] (or a scalar).
+    /// Per-output-channel values of a constant that broadcasts as [M,1,...] against [N,M,...] (or a scalar);
+    /// in NHWC, as [M], [1,M], ... [1,..,1,M] against [N,...,M].
     func perChannel(_ name: String, channels m: Int, rank: Int) -> [Float]? {
         guard let t = wellFormed(name, .float) else { return nil }
         let v = t.floats
-        if v.count == 1 { return [Float](repeating: v[0], count: m) }
+        // A scalar, or a tensor of one value of rank at most the output's, broadcasts to every channel.
+        if v.count == 1 && t.dims.count <= rank { return [Float](repeating: v[0], count: m) }
         guard v.count == m else { return nil }
+        if layout == .nhwc {
+            return t.dims.count <= rank && t.dims.last == m && t.dims.dropLast().allSatisfy({ $0 == 1 }) ? v : nil
+        }
         // Shapes [M,1,..,1] (rank-1 dims) or [1,M,1,..] (rank dims) broadcast per channel.
         let dims = t.dims
         let ok = (dims.count == rank - 1 && dims[0] == m && dims.dropFirst().allSatisfy { $0 == 1 })
@@ -136,7 +172,7 @@ private struct Rewriter {
         while changed {
             changed = false
             let uses = useCounts()
-            for c in graph.nodes.indices where Rewriter.isDefaultConv(graph.nodes[c]) {
+            for c in graph.nodes.indices where isDefaultConv(graph.nodes[c]) {
                 let conv = graph.nodes[c]
                 // Weights whose data matches their dims, with at least one output channel.
                 guard let wName = conv.inputs.dropFirst().first, let w = wellFormed(wName, .float), w.dims.count >= 3, w.dims[0] > 0,
@@ -179,7 +215,7 @@ private struct Rewriter {
     mutating func fuseActivations() {
         let uses = useCounts()
         var removed = Set<Int>()
-        for c in graph.nodes.indices where Rewriter.isDefaultConv(graph.nodes[c]) {
+        for c in graph.nodes.indices where isDefaultConv(graph.nodes[c]) {
             guard let a = soleConsumer(of: graph.nodes[c].outputs[0], uses) else { continue }
             let act = graph.nodes[a]
             guard act.domain.isEmpty, Rewriter.hasArity(act, inputs: act.opType == "Relu" ? 1...1 : 1...3), act.inputs.first == graph.nodes[c].outputs[0] else { continue }

@@ -10,9 +10,14 @@ import OnnxIO
 ///   Relu / Clip / Sigmoid / ... of an NHWC value                                  → the same op, on NHWC
 ///   Add / Mul / Sub / Div of two values with NHWC forms, one NHWC only (both rank 4: broadcasting is kept) → on NHWC
 ///   GlobalAveragePool of an NHWC value                                            → NhwcGlobalAveragePool (writes NCHW)
-///   Transpose to NHWC of a value with an NHWC form → Identity of it; Transpose to NCHW of t → no node, t its NHWC form
+///   MaxPool(2-D, no dilation, no Indices output) of a value with an NHWC form     → NhwcMaxPool
+///   Pad (constant pads, all axes) of a value with an NHWC form                     → Pad on NHWC, pads permuted
+///   Transpose to NHWC of a value with an NHWC form → that form (readers renamed); Transpose to NCHW of t → no node,
+///   t its NHWC form
+///   Pad → NhwcConv, NhwcConv → Mul / Add of per-channel constants (GraphOptimizer.optimizeNHWC) → folded into the conv
 ///   NhwcConv → Add(NHWC), the conv without activation and read once               → the Add fused as the conv's residual
 ///   NhwcConv(+residual) → Relu / Clip, read once                                  → the clamp fused into the conv
+///   NhwcConv → swish or hard-swish as exporters spell them (LayoutNHWC+Activations.swift) → the conv's post activation
 enum LayoutNHWC {
     static let unary: Set<String> = ["Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh", "Elu", "Identity"]
     static let binary: Set<String> = ["Add", "Mul", "Sub", "Div"]
@@ -23,10 +28,17 @@ enum LayoutNHWC {
         guard let order = try? Session.topologicalOrder(graph) else { return graph }  // a cycle: the planner reports it
         var r = Rewrite(graph)
         for node in order { r.visit(node) }
-        for output in graph.outputs { _ = r.nchw(output.name) }
+        for output in graph.outputs {
+            if let same = r.alias[output.name] {
+                r.nodes.append(Node(name: output.name + "/alias", opType: "Identity", inputs: [same], outputs: [output.name]))
+            } else {
+                _ = r.nchw(output.name)
+            }
+        }
         var g = graph
         g.nodes = r.nodes
-        return fuseIntoConvs(g)
+        g.initializers += r.added
+        return fuseIntoConvs(fusePostActivations(GraphOptimizer.optimizeNHWC(g)))
     }
 
     /// Whether `node` can run as an NhwcConv (its weights constant and well formed).
@@ -49,8 +61,19 @@ enum LayoutNHWC {
         return group == 1 || (group == Int64(w.dims[0]) && w.dims[1] == 1)
     }
 
+    /// A MaxPool NhwcMaxPool can run: 2-D kernel, no dilation (other attributes are checked by the kernel).
+    static func poolEligible(_ node: Node) -> Bool {
+        guard case .ints(let k)? = node.attribute("kernel_shape"), k.count == 2 else { return false }
+        if case .ints(let d)? = node.attribute("dilations"), d.contains(where: { $0 != 1 }) { return false }
+        return true
+    }
+
     private struct Rewrite {
         var nodes: [Node] = []
+        /// Initializers the rewrite made (permuted Pad pads).
+        var added: [Tensor] = []
+        /// Outputs of removed Transposes → the value they equal (readers are renamed).
+        var alias: [String: String] = [:]
         let initializers: [String: Tensor]
         /// NCHW name → NHWC name, for values that have an NHWC form.
         var nhwcName: [String: String] = [:]
@@ -105,7 +128,28 @@ enum LayoutNHWC {
             return n
         }
 
-        mutating func visit(_ node: Node) {
+        /// `node` (a Pad of a value with an NHWC form) on that form: its 8 pads (begins then ends, NCHW axes) reordered
+        /// to NHWC, in a new initializer (opset 11+) or the attribute (before); nil when the pads are not constant.
+        mutating func nhwcPad(_ node: Node) -> Node? {
+            func permuted(_ p: [Int64]) -> [Int64] { [p[0], p[2], p[3], p[1], p[4], p[6], p[7], p[5]] }
+            var n: Node
+            if node.inputs.count >= 2 {
+                guard let t = initializers[node.inputs[1]], t.dataType == .int64, t.dims == [8], t.data.count == 64 else { return nil }
+                n = nhwcNode(node, dataInputs: [0])
+                let name = fresh(node.inputs[1])
+                added.append(Tensor(name: name, int64s: permuted(t.int64s), dims: [8]))
+                n.inputs[1] = name
+            } else {
+                guard case .ints(let p)? = node.attribute("pads"), p.count == 8 else { return nil }
+                n = nhwcNode(node, dataInputs: [0])
+                n.attributes = node.attributes.map { $0.name == "pads" ? Attribute(name: "pads", value: .ints(permuted(p))) : $0 }
+            }
+            return n
+        }
+
+        mutating func visit(_ original: Node) {
+            var node = original
+            node.inputs = original.inputs.map { alias[$0] ?? $0 }
             if LayoutNHWC.eligible(node, initializers) {
                 var n = nhwcNode(node, dataInputs: [0])
                 n.domain = OpRegistry.internalDomain
@@ -119,8 +163,7 @@ enum LayoutNHWC {
             if std, node.opType == "Transpose", node.inputs.count == 1, node.outputs.count == 1, !node.outputs[0].isEmpty,
                case .ints(let perm)? = node.attribute("perm") {
                 if perm == LayoutNHWC.toNHWC, let n = nhwcName[node.inputs[0]] {
-                    nodes.append(Node(name: node.name, opType: "Identity", inputs: [n], outputs: node.outputs))
-                    nchwAvailable.insert(node.outputs[0])
+                    alias[node.outputs[0]] = n
                     return
                 }
                 if perm == LayoutNHWC.toNCHW, !node.inputs[0].isEmpty {
@@ -147,6 +190,20 @@ enum LayoutNHWC {
                 for o in n.outputs { nchwAvailable.insert(o) }
                 return
             }
+            if std, node.opType == "MaxPool", node.inputs.count == 1, node.outputs.count == 1 || node.outputs.dropFirst().allSatisfy(\.isEmpty),
+               nhwcName[node.inputs[0]] != nil, LayoutNHWC.poolEligible(node) {
+                var n = nhwcNode(node, dataInputs: [0])
+                n.outputs = [n.outputs[0]]
+                n.domain = OpRegistry.internalDomain
+                n.opType = "NhwcMaxPool"
+                nodes.append(n)
+                return
+            }
+            if std, node.opType == "Pad", (1...3).contains(node.inputs.count), node.outputs.count == 1, nhwcName[node.inputs[0]] != nil,
+               let padded = nhwcPad(node) {
+                nodes.append(padded)
+                return
+            }
             var n = node
             n.inputs = node.inputs.map { nchw($0) }
             nodes.append(n)
@@ -171,7 +228,8 @@ enum LayoutNHWC {
                 guard isAdd || isClamp else { continue }
                 for (k, input) in op.inputs.enumerated() where isAdd || k == 0 {
                     guard uses[input] == 1, let c = producer[input], g.nodes[c].opType == "NhwcConv",
-                          g.nodes[c].domain == OpRegistry.internalDomain, g.nodes[c].attribute(FusedAttributes.clipMin) == nil else { continue }
+                          g.nodes[c].domain == OpRegistry.internalDomain, g.nodes[c].attribute(FusedAttributes.clipMin) == nil,
+                          g.nodes[c].attribute(FusedAttributes.activation) == nil else { continue }
                     var conv = g.nodes[c]
                     if isAdd {
                         guard conv.inputs.count <= 3 else { continue }

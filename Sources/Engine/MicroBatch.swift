@@ -14,9 +14,16 @@ extension Session {
         "Identity", "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool", "BatchNormalization",
     ]
 
-    /// Whether the images of a batch are independent through the whole graph: every node is per-image, or reshapes,
-    /// transposes, flattens, resizes, squeezes or multiplies in ways that keep axis 0 the batch.
+    /// Whether the images of a batch are independent through the whole graph: an image network (it convolves), whose
+    /// inputs do not fix axis 0, and every node is per-image, or reshapes, transposes, flattens, resizes, squeezes or
+    /// multiplies in ways that keep axis 0 the batch.
     static func isBatchSeparable(_ graph: Graph) -> Bool {
+        guard graph.nodes.contains(where: { $0.opType == "Conv" || $0.opType == "NhwcConv" }) else { return false }
+        let initialized = Set(graph.initializers.map(\.name))
+        for input in graph.inputs where !initialized.contains(input.name) {
+            guard let shape = input.type?.shape else { continue }
+            guard shape.count >= 2, shape[0].fixedSize == nil else { return false }
+        }
         let constants = Dictionary(graph.initializers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         func ints(_ name: String) -> [Int64]? {
             guard let t = constants[name], t.dataType == .int64, t.data.count == t.dims.reduce(1, *) * 8 else { return nil }
@@ -67,7 +74,7 @@ extension Session {
     func microBatches(_ feeds: [String: HostTensor]) -> [Int]? {
         guard let size = options.microBatch, size >= 1, batchSeparable, !feeds.isEmpty else { return nil }
         let batches = Set(feeds.values.map { $0.shape.first ?? -1 })
-        guard batches.count == 1, let n = batches.first, n * 2 > size * 3 else { return nil }
+        guard batches.count == 1, let n = batches.first, n * 2 > size * 3, feeds.values.allSatisfy({ $0.shape.count >= 2 }) else { return nil }
         let count = (n + size - 1) / size
         return (0..<count).map { n * ($0 + 1) / count - n * $0 / count }
     }
@@ -75,24 +82,43 @@ extension Session {
     /// Runs each chunk of images whole and writes its outputs into the batch's; if an output's axis 0 is not the
     /// chunk's images (a graph that looked per-image but is not), the batch runs whole instead.
     func runInChunks(_ feeds: [String: HostTensor], _ chunks: [Int]) throws -> [String: HostTensor] {
-        var outputs: [String: HostTensor] = [:]
+        try checkFeeds(feeds)
+        if options.checkFinite { try checkFeedsFinite(feeds) }
+        var results: [[String: HostTensor]] = []
         var start = 0
         for count in chunks {
-            var part: [String: HostTensor] = [:]
-            for (name, t) in feeds {
-                let row = t.byteCount / t.shape[0]
-                let slice = try HostTensor(dtype: t.dtype, shape: [count] + t.shape.dropFirst())
-                slice.storage.pointer.copyMemory(from: t.storage.pointer + start * row, byteCount: count * row)
-                part[name] = slice
-            }
-            let result = try runWhole(part)
-            for (name, t) in result {
-                guard t.shape.first == count else { return try runWhole(feeds) }
-                if outputs[name] == nil { outputs[name] = try HostTensor(dtype: t.dtype, shape: [feeds.values.first!.shape[0]] + t.shape.dropFirst()) }
-                let row = t.byteCount / count
-                outputs[name]!.storage.pointer.advanced(by: start * row).copyMemory(from: t.storage.pointer, byteCount: t.byteCount)
-            }
+            results.append(try runWhole(Session.images(start..<start + count, of: feeds)))
             start += count
+        }
+        return try Session.concatenate(results, chunks) ?? runWhole(feeds)
+    }
+
+    /// Images `range` (axis 0) of every feed, copied.
+    static func images(_ range: Range<Int>, of feeds: [String: HostTensor]) throws -> [String: HostTensor] {
+        try feeds.mapValues { t in
+            let row = t.byteCount / t.shape[0]
+            let slice = try HostTensor(dtype: t.dtype, shape: [range.count] + t.shape.dropFirst())
+            slice.storage.pointer.copyMemory(from: t.storage.pointer + range.lowerBound * row, byteCount: range.count * row)
+            return slice
+        }
+    }
+
+    /// The outputs of consecutive chunks of `counts` images joined along axis 0; nil if an output's axis 0 is not
+    /// its chunk's images.
+    static func concatenate(_ results: [[String: HostTensor]], _ counts: [Int]) throws -> [String: HostTensor]? {
+        guard let first = results.first else { return nil }
+        let total = counts.reduce(0, +)
+        var outputs: [String: HostTensor] = [:]
+        for name in first.keys {
+            let t = first[name]!
+            let whole = try HostTensor(dtype: t.dtype, shape: [total] + t.shape.dropFirst())
+            var offset = 0
+            for (result, count) in zip(results, counts) {
+                guard let part = result[name], part.shape.first == count, part.shape.dropFirst() == t.shape.dropFirst() else { return nil }
+                whole.storage.pointer.advanced(by: offset).copyMemory(from: part.storage.pointer, byteCount: part.byteCount)
+                offset += part.byteCount
+            }
+            outputs[name] = whole
         }
         return outputs
     }

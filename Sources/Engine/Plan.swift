@@ -259,6 +259,7 @@ final class Plan {
         }
         if label == "NhwcConv", step.inputs.count > 3, step.inputs[3] != nil { label += " +Add" }
         if step.node.attribute(FusedAttributes.clipMin) != nil { label += " +Clip" }
+        if case .string(let post)? = step.node.attribute(FusedAttributes.activation) { label += " +" + String(decoding: post, as: UTF8.self) }
         return label
     }
 

@@ -14,6 +14,10 @@ public struct SessionOptions: Sendable {
     /// Large batches of a graph whose images are computed independently run as chunks of about this many images
     /// (MicroBatch.swift), so each layer's activations stay in cache; nil runs every batch whole.
     public var microBatch: Int? = 16
+    /// With more than one thread, a batch of a graph whose images are computed independently is shared out in
+    /// chunks to per-thread lanes, each running whole network passes on one thread (BatchLanes.swift), instead of
+    /// every layer being split across the threads; false always splits layers.
+    public var batchLanes = true
     /// Time every node; read the totals with `Session.profile`.
     public var profile = false
     /// Bytes the engine may allocate for one input signature from sizes the model determines: each
@@ -35,13 +39,15 @@ public final class Session {
     /// Whether every image of a batch is computed from that image alone (MicroBatch.swift).
     let batchSeparable: Bool
     private var plans: [String: [Plan]] = [:]
+    /// One single-threaded session per thread, made at the first run in lanes (BatchLanes.swift).
+    var lanes: [Session] = []
     private let lock = NSLock()
 
     /// Per op type: total seconds and calls over every run since the session was made or the last
     /// `resetProfile()` (with `options.profile`).
-    public private(set) var profile: [String: (seconds: Double, calls: Int)] = [:]
+    public internal(set) var profile: [String: (seconds: Double, calls: Int)] = [:]
 
-    public func resetProfile() { lock.lock(); profile = [:]; lock.unlock() }
+    public func resetProfile() { lock.lock(); profile = [:]; lock.unlock(); for lane in lanes { lane.resetProfile() } }
 
     /// Plans made so far (one per input signature).
     public var planCount: Int { lock.lock(); defer { lock.unlock() }; return plans.values.reduce(0) { $0 + $1.count } }
@@ -53,10 +59,7 @@ public final class Session {
         try self.init(model: Model(contentsOf: url), options: options)
     }
 
-    public init(model: Model, options: SessionOptions = .init()) throws {
-        self.model = model
-        self.options = options
-        let opset = Int(model.opsetVersion() ?? 1)
+    public convenience init(model: Model, options: SessionOptions = .init()) throws {
         var graph = model.graph
         try Session.checkSingleProducers(graph)
         let reserved = graph.nodes.filter { $0.domain == OpRegistry.internalDomain }
@@ -66,8 +69,6 @@ public final class Session {
         }
         if options.optimize { graph = GraphOptimizer.optimize(graph) }
         if options.optimize && options.nhwc { graph = LayoutNHWC.rewrite(graph) }
-        self.graph = graph
-
         var constants: [String: HostTensor] = [:]
         let budget = MemoryBudget(limit: options.memoryBudget)
         for t in graph.initializers {
@@ -76,7 +77,17 @@ public final class Session {
             }
             constants[t.name] = try HostTensor(t)
         }
+        try self.init(model: model, options: options, graph: graph, constants: constants)
+    }
+
+    /// A session on a graph already rewritten and its constants (shared, read-only): `init(model:options:)`, and
+    /// the per-thread sessions of batch lanes (BatchLanes.swift), which get kernels of their own.
+    init(model: Model, options: SessionOptions, graph: Graph, constants: [String: HostTensor]) throws {
+        self.model = model
+        self.options = options
+        self.graph = graph
         self.constants = constants
+        let opset = Int(model.opsetVersion() ?? 1)
 
         // Build every kernel; collect every unsupported op so the user sees them all at once.
         var built: [(Node, Kernel)] = []
@@ -159,6 +170,7 @@ public final class Session {
     public func run(_ feeds: [String: HostTensor]) throws -> [String: HostTensor] {
         lock.lock()
         defer { lock.unlock() }
+        if let chunks = laneChunks(feeds) { return try runInLanes(feeds, chunks) }
         if let chunks = microBatches(feeds) { return try runInChunks(feeds, chunks) }
         return try runWhole(feeds)
     }

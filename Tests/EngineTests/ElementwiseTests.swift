@@ -233,6 +233,24 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
+    /// A short row along the last axis of a large tensor (an NHWC per-channel constant), both operand orders, run
+    /// through the tiled-pattern loop: rows that fill several patterns and a last partial one, periods up to 63.
+    func testShortRowBroadcastAlongTheLastAxis() throws {
+        var rng = TestRandom(9)
+        for (shape, row) in [([1, 50, 50, 3], [3]), ([2, 7, 9, 19], [1, 1, 1, 19]), ([300, 63], [63]), ([5, 1], [1])] {
+            for (i, op) in ["Add", "Sub", "Mul", "Div"].enumerated() {
+                let f: (Double, Double) -> Double = [{ $0 + $1 }, { $0 - $1 }, { $0 * $1 }, { $0 / $1 }][i]
+                let a = try ewRandomFloats(shape, &rng), b = try ewRandomFloats(row, &rng, in: 0.5...2)
+                let y = try ewRun(op, [.feed(a), .constant(b)])[0]
+                let want = ewRefBinary(a, b) { Double(Float(f($0, $1))) }
+                ewAssertClose(y, want.values, shape: want.shape, rtol: 1e-6, "\(op) \(shape) \(row)")
+                let z = try ewRun(op, [.constant(b), .feed(a)])[0]
+                let wantSwapped = ewRefBinary(b, a) { Double(Float(f($0, $1))) }
+                ewAssertClose(z, wantSwapped.values, shape: wantSwapped.shape, rtol: 1e-6, "\(op) \(row) \(shape)")
+            }
+        }
+    }
+
     func testIntegerArithmetic() throws {
         let a32 = try ewTyped([2, 3], .int32, [Int32](arrayLiteral: -7, 7, -7, 100, 0, Int32.max))
         let b32 = try ewTyped([3], .int32, [Int32](arrayLiteral: 2, -2, 3))

@@ -23,6 +23,12 @@ final class LayoutNHWCTests: XCTestCase {
             return name
         }
 
+        mutating func int64s(_ values: [Int64]) -> String {
+            count += 1
+            graph.initializers.append(Tensor(name: "c\(count)", int64s: values, dims: [values.count]))
+            return "c\(count)"
+        }
+
         mutating func node(_ op: String, _ inputs: [String], _ attributes: [Attribute] = []) -> String {
             count += 1
             let out = "v\(count)"
@@ -88,8 +94,8 @@ final class LayoutNHWCTests: XCTestCase {
         XCTAssertEqual(g.nodes.filter { $0.opType == "NhwcConv" && $0.inputs.count == 4 }.count, 1)
     }
 
-    /// A regular 3x3 stride-2 convolution with asymmetric pads, a strided 1x1 (the unfold path), a value read in both
-    /// layouts (a MaxPool needs NCHW), Relu(Add) fused as residual + clamp, GlobalAveragePool, Flatten and Gemm.
+    /// A regular 3x3 stride-2 convolution with asymmetric pads, a strided 1x1 (the unfold path), a MaxPool whose
+    /// output is a graph output (made NCHW at the edge), Relu(Add) fused as residual + clamp, GlobalAveragePool, Flatten and Gemm.
     func testMixedLayoutsAndResNetStyleFusion() throws {
         var n = Net(input: [3, 3, 13, 10])
         let a = n.node("Relu", [n.conv("x", c: 3, m: 16, k: 3, stride: 2, pads: [1, 0, 1, 1])])
@@ -103,7 +109,28 @@ final class LayoutNHWCTests: XCTestCase {
         let g = try check(n)
         XCTAssertEqual(count("Add", g) + count("Relu", g), 0, "Relu(Add) fused: \(g.nodes.map(\.opType))")
         XCTAssertEqual(count("NhwcGlobalAveragePool", g), 1)
-        XCTAssertEqual(count("Transpose", g), 3, "x in; a for MaxPool; b as a graph output: \(g.nodes.map(\.opType))")
+        XCTAssertEqual(count("NhwcMaxPool", g), 1)
+        XCTAssertEqual(count("Transpose", g), 3, "x in; pooled and b as graph outputs: \(g.nodes.map(\.opType))")
+    }
+
+    /// MaxPool and Pad in NHWC against NCHW: ResNet's 3x3 stride 2 pad 1, ceil_mode with asymmetric pads,
+    /// auto_pad SAME_UPPER, a 1x1 stride 2 (no overlap); 19 channels so both the vector and the scalar lanes run.
+    func testMaxPoolAndPadInNHWC() throws {
+        var n = Net(input: [2, 5, 11, 10])
+        let a = n.node("Relu", [n.conv("x", c: 5, m: 19, k: 3, pads: [1, 1, 1, 1])])
+        let p1 = n.node("MaxPool", [a], [attr("kernel_shape", [3, 3]), attr("strides", [2, 2]), attr("pads", [1, 1, 1, 1])])
+        let p2 = n.node("MaxPool", [p1], [attr("kernel_shape", [2, 3]), attr("strides", [2, 2]), attr("pads", [0, 1, 1, 0]),
+                                          attr("ceil_mode", 1)])
+        let p3 = n.node("MaxPool", [a], [attr("kernel_shape", [2, 2]), attr("auto_pad", "SAME_UPPER"), attr("strides", [2, 2])])
+        let p4 = n.node("MaxPool", [a], [attr("kernel_shape", [1, 1]), attr("strides", [2, 2])])
+        // Keras's ZeroPadding2D before its MaxPool, here with uneven pads (and a reflecting one), on NHWC.
+        let padded = n.node("Pad", [a, n.int64s([0, 0, 1, 2, 0, 0, 2, 1])])
+        let p5 = n.node("MaxPool", [padded], [attr("kernel_shape", [3, 3]), attr("strides", [2, 2])])
+        let reflected = n.node("Pad", [p5, n.int64s([0, 0, 1, 0, 0, 0, 1, 1])], [attr("mode", "reflect")])
+        n.output(n.conv(p2, c: 19, m: 3, k: 1), n.conv(p3, c: 19, m: 3, k: 1), p4, n.conv(reflected, c: 19, m: 2, k: 1))
+        let g = try check(n)
+        XCTAssertEqual(count("NhwcMaxPool", g), 5, "\(g.nodes.map(\.opType))")
+        XCTAssertEqual(count("Transpose", g), 5, "x in, four outputs: \(g.nodes.map(\.opType))")
     }
 
     /// Squeeze-and-excitation: an NHWC tensor times a [N, 1, 1, C] one computed from its pooled NCHW mean
@@ -130,6 +157,50 @@ final class LayoutNHWCTests: XCTestCase {
         n.output(y, t)
         let g = try check(n)
         XCTAssertEqual(count("Transpose", g), 2, "x in and y out only: \(g.nodes.map(\.opType))")
+    }
+
+    /// Swish and hard-swish as exporters write them become the convolutions' post activations (pointwise, depthwise and
+    /// unfolded paths, several row chunks), BatchNormalization's Mul/Add and a stride-2 Pad on NHWC values fold into the
+    /// convolutions, and a pattern whose middle value is read elsewhere is left alone.
+    func testActivationsAndAffineOpsFoldIntoNHWCConvolutions() throws {
+        var n = Net(input: [2, 6, 20, 17])
+        func nhwc(_ v: String, _ n: inout Net) -> String { n.node("Transpose", [v], [attr("perm", [0, 2, 3, 1])]) }
+        func nchw(_ v: String, _ n: inout Net) -> String { n.node("Transpose", [v], [attr("perm", [0, 3, 1, 2])]) }
+        // tf2onnx's spelling: conv, Transpose to NHWC, Mul and Add per channel, hard-swish from Add, Clip, Mul, Mul.
+        var y = nhwc(n.conv("x", c: 6, m: 24, k: 3, pads: [1, 1, 1, 1], bias: false), &n)
+        y = n.node("Add", [n.node("Mul", [y, n.constant([24])]), n.constant([1, 1, 1, 24])])
+        let three = n.constant([]), six = n.constant([]), zero = n.constant([]), sixth = n.constant([])
+        n.graph.initializers = n.graph.initializers.map { t in
+            var t = t
+            if t.name == three { t = Tensor(name: three, floats: [3], dims: []) }
+            if t.name == six { t = Tensor(name: six, floats: [6], dims: []) }
+            if t.name == zero { t = Tensor(name: zero, floats: [0], dims: []) }
+            if t.name == sixth { t = Tensor(name: sixth, floats: [1 / 6], dims: []) }
+            return t
+        }
+        y = n.node("Mul", [y, n.node("Mul", [n.node("Clip", [n.node("Add", [y, three]), zero, six]), sixth])])
+        // A stride-2 depthwise after an NHWC Pad, with swish as Sigmoid and Mul.
+        y = n.node("Pad", [y, n.int64s([0, 1, 1, 0, 0, 0, 1, 0])])
+        y = n.conv(nchw(y, &n), c: 24, m: 24, k: 3, stride: 2, group: 24)
+        y = n.node("Mul", [n.node("Sigmoid", [y]), y])
+        // Pointwise with HardSigmoid(1/6, 1/2)·x; then HardSwish itself.
+        y = n.conv(y, c: 24, m: 40, k: 1)
+        y = n.node("Mul", [y, n.node("HardSigmoid", [y], [attr("alpha", Float(1) / 6), attr("beta", Float(0.5))])])
+        y = n.node("HardSwish", [n.conv(y, c: 40, m: 16, k: 1)])
+        // Not fused: the sigmoid is also a graph output.
+        let z = n.conv(y, c: 16, m: 8, k: 1)
+        let s = n.node("Sigmoid", [z])
+        n.output(n.node("Mul", [z, s]), s)
+        let g = try check(n)
+        let posts = g.nodes.compactMap { node -> String? in
+            guard case .string(let v)? = node.attribute(FusedAttributes.activation) else { return nil }
+            return String(decoding: v, as: UTF8.self)
+        }
+        XCTAssertEqual(posts, ["hardswish", "swish", "hardswish", "hardswish"], "\(g.nodes.map(\.opType))")
+        XCTAssertEqual(count("Pad", g) + count("Add", g) + count("Clip", g) + count("HardSigmoid", g) + count("HardSwish", g), 0,
+                       "\(g.nodes.map(\.opType))")
+        XCTAssertEqual(count("Mul", g), 1, "only the unfused swish: \(g.nodes.map(\.opType))")
+        XCTAssertEqual(count("Sigmoid", g), 1)
     }
 
     /// Convolutions the rewrite leaves in NCHW: grouped (not depthwise), dilated, auto_pad, weights fed at run time.

@@ -17,6 +17,7 @@ final class MicroBatchTests: XCTestCase {
         var whole = SessionOptions(), chunked = SessionOptions()
         whole.microBatch = nil
         chunked.microBatch = 16
+        chunked.threads = 1  // more threads run batch lanes (BatchLanesTests)
         let session = try Session(model: model, options: chunked)
         XCTAssertTrue(session.batchSeparable)
         XCTAssertEqual(session.microBatches(["input": x]), [12, 12, 13])
@@ -29,14 +30,15 @@ final class MicroBatchTests: XCTestCase {
         XCTAssertNil(session.microBatches(["input": try HostTensor(shape: [20, 28, 28, 1], floats: [Float](repeating: 0, count: 20 * 784))]))
     }
 
-    /// Graphs that mix images are never chunked.
+    /// Graphs that mix images are never chunked, nor graphs that do not convolve or fix their batch size.
     func testGraphsThatMixImagesRunWhole() throws {
-        func graph(_ nodes: [Node], _ initializers: [Tensor] = []) -> Graph {
+        // Each graph also convolves x (into an unused z): only image networks are chunked.
+        func graph(_ nodes: [Node], _ initializers: [Tensor] = [], conv: Bool = true, input: ValueType? = nil) -> Graph {
             var g = Graph()
-            g.inputs = [ValueInfo(name: "x", type: nil)]
+            g.inputs = [ValueInfo(name: "x", type: input)]
             g.outputs = [ValueInfo(name: "y", type: nil)]
-            g.nodes = nodes
-            g.initializers = initializers
+            g.nodes = nodes + (conv ? [Node(opType: "Conv", inputs: ["x", "w"], outputs: ["z"])] : [])
+            g.initializers = initializers + [Tensor(name: "w", floats: [1], dims: [1, 1, 1, 1])]
             return g
         }
         let mixing: [(String, Graph)] = [
@@ -46,6 +48,10 @@ final class MicroBatchTests: XCTestCase {
             ("Add of a per-image constant", graph([Node(opType: "Add", inputs: ["x", "c"], outputs: ["y"])], [Tensor(name: "c", floats: [Float](repeating: 1, count: 8), dims: [4, 2])])),
         ]
         for (name, g) in mixing { XCTAssertFalse(Session.isBatchSeparable(g), name) }
-        XCTAssertTrue(Session.isBatchSeparable(graph([Node(opType: "Relu", inputs: ["x"], outputs: ["y"])])))
+        let relu = [Node(opType: "Relu", inputs: ["x"], outputs: ["y"])]
+        XCTAssertTrue(Session.isBatchSeparable(graph(relu)))
+        XCTAssertTrue(Session.isBatchSeparable(graph(relu, input: .tensor(.float, [.symbol("N"), .known(1), .known(5), .known(5)]))))
+        XCTAssertFalse(Session.isBatchSeparable(graph(relu, conv: false)), "no convolution")
+        XCTAssertFalse(Session.isBatchSeparable(graph(relu, input: .tensor(.float, [.known(8), .known(1), .known(5), .known(5)]))), "batch fixed")
     }
 }

@@ -29,6 +29,8 @@ enum Activation: Equatable {
     case sigmoid
     case hardSigmoid(alpha: Float, beta: Float)
     case hardSwish
+    /// x · sigmoid(x) (SiLU; EfficientNet's activation, which exporters write as Sigmoid and Mul).
+    case swish
     case tanh
 
     /// Applies the activation in place to `count` contiguous floats.
@@ -45,6 +47,7 @@ enum Activation: Equatable {
         case .sigmoid: mapLoop(x, y, count, SigmoidMap())
         case .hardSigmoid(let alpha, let beta): mapLoop(x, y, count, HardSigmoidMap(alpha: alpha, beta: beta))
         case .hardSwish: mapLoop(x, y, count, HardSwishMap())
+        case .swish: mapLoop(x, y, count, SwishMap())
         case .tanh: mapLoop(x, y, count, TanhMap())
         }
     }
@@ -66,6 +69,10 @@ struct ClipMap: VectorMap {
 
 struct SigmoidMap: VectorMap {
     @inline(__always) func callAsFunction(_ v: SIMD16<Float>) -> SIMD16<Float> { 1 / (1 + simdExp(-v)) }
+}
+
+struct SwishMap: VectorMap {
+    @inline(__always) func callAsFunction(_ v: SIMD16<Float>) -> SIMD16<Float> { v / (1 + simdExp(-v)) }
 }
 
 struct HardSigmoidMap: VectorMap {

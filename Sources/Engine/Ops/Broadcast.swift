@@ -240,9 +240,35 @@ func broadcastBinary<T: ElementwiseNumber, Op: BinaryVectorOp>(_ a: TensorRef, _
                                                                _ context: RunContext, _ op: Op.Type, _: T.Type) throws {
     let layout = try BroadcastLayout(shape: out.shape, operands: [a.shape, b.shape])
     let pa = UnsafePointer(a.typed(T.self)), pb = UnsafePointer(b.typed(T.self)), po = out.typed(T.self)
+    // One operand whole, the other a short row repeated along it ([N, H, W, C] and [C] in NHWC): runs of C elements
+    // are too short for vectors, so the row is tiled once into a pattern and the loop runs over whole patterns.
+    if layout.dims.count == 2, layout.runLength < 64, layout.runCount > 1 {
+        let p = layout.runLength
+        if layout.strides == [p, 0, 1, 1] { periodicBinary(pa, row: pb, po, period: p, rows: layout.runCount, rowFirst: false, context, op); return }
+        if layout.strides == [0, p, 1, 1] { periodicBinary(pb, row: pa, po, period: p, rows: layout.runCount, rowFirst: true, context, op); return }
+    }
     let sa = layout.innerStrides[0], sb = layout.innerStrides[1]
     layout.parallelSegments(context) { start, offsets, n in
         binaryLoop(pa + offsets[0], sa, pb + offsets[1], sb, po + start, n, op)
+    }
+}
+
+/// out[r·period + j] = Op(whole[r·period + j], row[j]) (or Op(row[j], whole[...]) when `rowFirst`) for r < rows, j < period:
+/// the row tiled into a pattern of whole periods at least 256 elements long, then contiguous loops of that length.
+private func periodicBinary<T: ElementwiseNumber, Op: BinaryVectorOp>(_ whole: UnsafePointer<T>, row: UnsafePointer<T>,
+                                                                      _ out: UnsafeMutablePointer<T>, period: Int, rows: Int,
+                                                                      rowFirst: Bool, _ context: RunContext, _ op: Op.Type) {
+    let reps = max(1, 256 / period), span = reps * period
+    withUnsafeTemporaryAllocation(of: T.self, capacity: span) { pattern in
+        for r in 0..<reps { for j in 0..<period { pattern[r * period + j] = row[j] } }
+        let tiled = UnsafePointer(pattern.baseAddress!)
+        let blocks = (rows + reps - 1) / reps
+        context.parallelFor(blocks, minChunk: max(1, (1 << 14) / span)) { range in
+            for block in range {
+                let start = block * span, n = min(reps, rows - block * reps) * period
+                if rowFirst { binaryLoop(tiled, 1, whole + start, 1, out + start, n, op) } else { binaryLoop(whole + start, 1, tiled, 1, out + start, n, op) }
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ extension OpRegistry {
     static let internalOps: [String: KernelFactory] = [
         "NhwcConv": { info in try NhwcConvKernel(info) },
         "NhwcGlobalAveragePool": { _ in NhwcGlobalAveragePoolKernel() },
+        "NhwcMaxPool": { info in try NhwcMaxPoolKernel(info) },
     ]
     static let internalDomain = "ai.kizuki"
 }
@@ -30,11 +31,13 @@ struct NhwcConvGeometry: Equatable {
 }
 
 // X: [N, H, W, C] (NHWC), W: [M, C/group, kh, kw] (ONNX's own, constant), B: [M] (optional), R: [N, OH, OW, M]
-// (optional residual) -> Y: [N, OH, OW, M] = clamp(conv(X, W) + B + R). group is 1 or C (depthwise, M = C).
+// (optional residual) -> Y: [N, OH, OW, M] = post(clamp(conv(X, W) + B + R)), post a fused swish or hard-swish (or none),
+// applied to each block of Y as soon as it is written. group is 1 or C (depthwise, M = C).
 final class NhwcConvKernel: Kernel {
     let window: WindowAttributes
     let group: Int
     let lo: Float, hi: Float
+    let post: Activation
     /// Weights in the order the paths read them, made once from the constant W at plan time: GEMM paths
     /// [kh·kw·C, M] (row (i·kw + j)·C + c) packed for kz_gemm_nhwc; depthwise [kh·kw, C].
     private var packed: [Float] = []
@@ -46,6 +49,12 @@ final class NhwcConvKernel: Kernel {
         group = try info.int("group", 1)
         lo = try info.float(FusedAttributes.clipMin, -.infinity)
         hi = try info.float(FusedAttributes.clipMax, .infinity)
+        switch try info.string(FusedAttributes.activation, "") {
+        case "": post = .none
+        case "swish": post = .swish
+        case "hardswish": post = .hardSwish
+        case let other: throw KernelError("NhwcConv has no fused activation '\(other)'")
+        }
         guard window.autoPad == .notSet, (window.dilations ?? [1, 1]).allSatisfy({ $0 == 1 }) else {
             throw KernelError("NhwcConv takes explicit pads and no dilation")
         }
@@ -130,17 +139,20 @@ final class NhwcConvKernel: Kernel {
         if inputs.count > 3, let r = inputs[3] {
             if r.shape == y.shape { residual = UnsafePointer(r.floats) } else {
                 // A residual that broadcasts (never from the rewrite's own graphs): convolve, then add it.
-                try convolve(g, x.floats, bias: bias, residual: nil, lo: -.infinity, hi: .infinity, y.floats, context)
+                try convolve(g, x.floats, bias: bias, residual: nil, lo: -.infinity, hi: .infinity, post: .none, y.floats, context)
                 try broadcastBinary(y, r, y, context, VectorAdd.self, Float.self)
                 if lo > -.infinity || hi < .infinity { clampInPlace(y.floats, y.count, lo, hi, context) }
+                if post != .none {
+                    context.parallelFor(y.count, minChunk: 1 << 14) { range in post.apply(y.floats + range.lowerBound, count: range.count) }
+                }
                 return
             }
         }
-        try convolve(g, x.floats, bias: bias, residual: residual, lo: lo, hi: hi, y.floats, context)
+        try convolve(g, x.floats, bias: bias, residual: residual, lo: lo, hi: hi, post: post, y.floats, context)
     }
 
     private func convolve(_ g: NhwcConvGeometry, _ x: UnsafePointer<Float>, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?,
-                          lo: Float, hi: Float, _ y: UnsafeMutablePointer<Float>, _ context: RunContext) throws {
+                          lo: Float, hi: Float, post: Activation, _ y: UnsafeMutablePointer<Float>, _ context: RunContext) throws {
         try packed.withUnsafeBufferPointer { wp in
             let w = wp.baseAddress!
             if g.depthwise {
@@ -150,13 +162,15 @@ final class NhwcConvKernel: Kernel {
                     for item in range {
                         let n = item / blocks, b = item % blocks
                         let oy0 = g.outH * b / blocks, oy1 = g.outH * (b + 1) / blocks
-                        nhwcDepthwise(x + n * g.height * g.width * g.inC, g, w, bias, y + n * g.outH * g.outW * g.outC, oy0, oy1, lo, hi)
+                        let image = y + n * g.outH * g.outW * g.outC
+                        nhwcDepthwise(x + n * g.height * g.width * g.inC, g, w, bias, image, oy0, oy1, lo, hi)
+                        if post != .none { post.apply(image + oy0 * g.outW * g.outC, count: (oy1 - oy0) * g.outW * g.outC) }
                     }
                 }
             } else if g.pointwise {
                 // One GEMM over every pixel of the batch.
                 nhwcGemm(x, ldx: g.inC, packed: w, k: g.inC, m: g.outC, bias: bias, residual: residual, y, rows: g.rows, lo: lo, hi: hi,
-                         context: context)
+                         post: post, context: context)
             } else {
                 guard let scratch = context.scratch?.assumingMemoryBound(to: Float.self) else {
                     throw KernelError("NhwcConv was planned without scratch memory")
@@ -169,6 +183,7 @@ final class NhwcConvKernel: Kernel {
                         nhwcUnfold(x, g, rows: r0..<r1, into: columns)
                         kz_gemm_nhwc(columns, g.patch, w, Int32(g.patch), Int32(g.outC), bias, residual.map { $0 + r0 * g.outC }, g.outC,
                                      y + r0 * g.outC, g.outC, r1 - r0, lo, hi)
+                        if post != .none { post.apply(y + r0 * g.outC, count: (r1 - r0) * g.outC) }
                     }
                 }
             }
@@ -216,34 +231,5 @@ func nhwcUnfold(_ x: UnsafePointer<Float>, _ g: NhwcConvGeometry, rows: Range<In
             }
         }
         r += ox1 - ox0
-    }
-}
-
-// X: [N, H, W, C] (NHWC) -> Y: [N, C, 1, 1], the mean over H·W (the same memory order as [N, 1, 1, C]).
-final class NhwcGlobalAveragePoolKernel: Kernel {
-    func infer(_ inputs: PlanInputs) throws -> [ValueSpec] {
-        let x = try inputs.spec(0)
-        guard x.dtype == .float, x.shape.count == 4 else {
-            throw KernelError("NhwcGlobalAveragePool needs a 4-D float32 input, got \(x.dtype) \(x.shape)", unsupported: true)
-        }
-        return [ValueSpec(.float, [x.shape[0], x.shape[3], 1, 1])]
-    }
-
-    func run(inputs: [TensorRef?], outputs: [TensorRef], context: RunContext) throws {
-        let x = inputs.at(0), y = outputs[0]
-        let n = x.shape[0], pixels = x.shape[1] * x.shape[2], c = x.shape[3]
-        let xp = x.floats, yp = y.floats
-        let scale = pixels > 0 ? 1 / Float(pixels) : .nan
-        context.parallelFor(n) { range in
-            for i in range {
-                let out = yp + i * c
-                out.update(repeating: 0, count: c)
-                for p in 0..<pixels {
-                    let row = xp + (i * pixels + p) * c
-                    for ch in 0..<c { out[ch] += row[ch] }
-                }
-                for ch in 0..<c { out[ch] *= scale }
-            }
-        }
     }
 }

@@ -19,11 +19,12 @@ func nhwcPackGemmWeights(_ w: [Float], k: Int, m: Int) -> [Float] {
     return packed
 }
 
-/// Y[r, m] = clamp(Σ_k X[r, k] · W[k, m] + bias[m] + R[r, m], lo, hi) for r < rows, m < M (Y and R with row stride M),
-/// over the context's threads: by rows when there are enough of them, else by 16-column panels of W (late layers
-/// of a small batch have few pixels and many channels).
+/// Y[r, m] = post(clamp(Σ_k X[r, k] · W[k, m] + bias[m] + R[r, m], lo, hi)) for r < rows, m < M (Y and R with row
+/// stride M), over the context's threads: by rows when there are enough of them, else by 16-column panels of W (late
+/// layers of a small batch have few pixels and many channels).
 func nhwcGemm(_ x: UnsafePointer<Float>, ldx: Int, packed: UnsafePointer<Float>, k: Int, m: Int, bias: UnsafePointer<Float>?,
-              residual: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, rows: Int, lo: Float, hi: Float, context: RunContext) {
+              residual: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, rows: Int, lo: Float, hi: Float,
+              post: Activation = .none, context: RunContext) {
     let panels = (m + 15) / 16
     if context.maxChunks > 1 && rows < 48 * context.maxChunks && panels >= 2 {
         context.parallelFor(panels) { range in
@@ -31,14 +32,18 @@ func nhwcGemm(_ x: UnsafePointer<Float>, ldx: Int, packed: UnsafePointer<Float>,
             kz_gemm_nhwc(x, ldx, packed + range.lowerBound * k * 16, Int32(k), Int32(m1 - m0), bias.map { $0 + m0 },
                          residual.map { $0 + m0 }, m, y + m0, m, rows, lo, hi)
         }
+        if post != .none { context.parallelFor(rows) { range in post.apply(y + range.lowerBound * m, count: range.count * m) } }
         return
     }
-    // Row chunks in multiples of 48 (a whole number of the kernels' row tiles), a few per thread for balance.
-    let chunk = max(48, (rows + context.maxChunks * 4 - 1) / (context.maxChunks * 4) / 48 * 48)
+    // Row chunks in multiples of 48 (a whole number of the kernels' row tiles), a few per thread for balance; with a
+    // post activation at most 240 rows, so the chunk is still in cache when it is applied.
+    var chunk = max(48, (rows + context.maxChunks * 4 - 1) / (context.maxChunks * 4) / 48 * 48)
+    if post != .none { chunk = min(chunk, 240) }
     context.parallelFor((rows + chunk - 1) / chunk) { range in
         for c in range {
             let r0 = c * chunk, r1 = min(rows, r0 + chunk)
             kz_gemm_nhwc(x + r0 * ldx, ldx, packed, Int32(k), Int32(m), bias, residual.map { $0 + r0 * m }, m, y + r0 * m, m, r1 - r0, lo, hi)
+            if post != .none { post.apply(y + r0 * m, count: (r1 - r0) * m) }
         }
     }
 }
