@@ -20,7 +20,7 @@ extension Session {
         guard options.batchLanes, threads > 1, batchSeparable, !feeds.isEmpty else { return nil }
         let batches = Set(feeds.values.map { $0.shape.first ?? -1 })
         guard batches.count == 1, let n = batches.first, n >= threads, feeds.values.allSatisfy({ $0.shape.count >= 2 }) else { return nil }
-        let most = max(1, options.microBatch ?? n)
+        let most = options.microBatch == nil ? n : imagesPerChunk(feeds)
         let count = min(n, (n + most * threads - 1) / (most * threads) * threads)
         return (0..<count).map { n * ($0 + 1) / count - n * $0 / count }
     }

@@ -11,7 +11,7 @@ extension Session {
     /// the ones whose attributes or constant inputs could reach across images are checked in `isBatchSeparable`.
     static let perImageOps: Set<String> = [
         "NhwcConv", "NhwcGlobalAveragePool", "Conv", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh",
-        "Identity", "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool", "BatchNormalization",
+        "Identity", "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool", "BatchNormalization", "NhwcMaxPool",
     ]
 
     /// Whether the images of a batch are independent through the whole graph: an image network (it convolves), whose
@@ -51,6 +51,15 @@ extension Session {
                       first == -1 || attributeInt(n, "allowzero") ?? 0 == 0 else { return false }
             case "Flatten":
                 guard attributeInt(n, "axis") ?? 1 >= 1 else { return false }
+            case "Pad":
+                // Constant pads that leave axis 0 alone (begins then ends: index 0 and rank), no axes input.
+                guard n.inputs.count >= 2, n.inputs.count < 4 || n.inputs[3].isEmpty, let pads = ints(n.inputs[1]),
+                      pads.count >= 2, pads.count % 2 == 0, pads[0] == 0, pads[pads.count / 2] == 0 else { return false }
+            case "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum":
+                // Reduced axes named (attribute, or input from opset 18), none of them the batch (negative ones are refused:
+                // the rank is not known here).
+                let axes = n.inputs.count > 1 && !n.inputs[1].isEmpty ? ints(n.inputs[1]) : attributeInts(n, "axes")
+                guard let axes, !axes.isEmpty, axes.allSatisfy({ $0 > 0 }) else { return false }
             case "Squeeze", "Unsqueeze":
                 let axes = n.inputs.count > 1 ? ints(n.inputs[1]) : attributeInts(n, "axes")
                 guard let axes, !axes.contains(0) else { return false }
@@ -72,11 +81,31 @@ extension Session {
     /// The chunk sizes of a run, or nil to run the batch whole: a batch-separable graph, every input with the same
     /// axis 0, and more than 1.5 chunks of it (a batch of 20 runs whole: a chunk of 4 would cost more than cache saves).
     func microBatches(_ feeds: [String: HostTensor]) -> [Int]? {
-        guard let size = options.microBatch, size >= 1, batchSeparable, !feeds.isEmpty else { return nil }
+        guard options.microBatch != nil, batchSeparable, !feeds.isEmpty else { return nil }
         let batches = Set(feeds.values.map { $0.shape.first ?? -1 })
-        guard batches.count == 1, let n = batches.first, n * 2 > size * 3, feeds.values.allSatisfy({ $0.shape.count >= 2 }) else { return nil }
+        guard batches.count == 1, let n = batches.first, n > 1, feeds.values.allSatisfy({ $0.shape.count >= 2 }) else { return nil }
+        let size = imagesPerChunk(feeds)
+        guard n * 2 > size * 3 else { return nil }
         let count = (n + size - 1) / size
         return (0..<count).map { n * ($0 + 1) / count - n * $0 / count }
+    }
+
+    /// Images per chunk: as many as keep one chunk's intermediate values (the arena of a one-image plan, times the images)
+    /// within `SessionOptions.chunkBytes`, from 1 to `SessionOptions.microBatch`. The reference embedder's arena is
+    /// about 1 MB per image (16 per chunk); a 224x224 ResNet's is several (2 or 3 per chunk).
+    func imagesPerChunk(_ feeds: [String: HostTensor]) -> Int {
+        let most = max(1, options.microBatch ?? Int.max)
+        guard let bytes = perImageArenaBytes(feeds), bytes > 0 else { return most }
+        return max(1, min(most, options.chunkBytes / bytes))
+    }
+
+    /// The arena of a plan for the first image of `feeds` (kept per input shape); nil if it cannot be planned.
+    func perImageArenaBytes(_ feeds: [String: HostTensor]) -> Int? {
+        let key = feeds.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value.dtype.rawValue):\($0.value.shape.dropFirst())" }.joined(separator: ";")
+        if let known = arenaPerImage[key] { return known }
+        guard let one = try? Session.images(0..<1, of: feeds), let plan = try? Plan(session: self, feeds: one) else { return nil }
+        arenaPerImage[key] = plan.arena.byteCount
+        return plan.arena.byteCount
     }
 
     /// Runs each chunk of images whole and writes its outputs into the batch's; if an output's axis 0 is not the

@@ -14,6 +14,9 @@ public struct SessionOptions: Sendable {
     /// Large batches of a graph whose images are computed independently run as chunks of about this many images
     /// (MicroBatch.swift), so each layer's activations stay in cache; nil runs every batch whole.
     public var microBatch: Int? = 16
+    /// With `microBatch`: chunks hold fewer images when one image's intermediate values are large, so a chunk's
+    /// stay within about this many bytes (MicroBatch.swift).
+    public var chunkBytes: Int = 24 << 20
     /// With more than one thread, a batch of a graph whose images are computed independently is shared out in
     /// chunks to per-thread lanes, each running whole network passes on one thread (BatchLanes.swift), instead of
     /// every layer being split across the threads; false always splits layers.
@@ -41,6 +44,8 @@ public final class Session {
     private var plans: [String: [Plan]] = [:]
     /// One single-threaded session per thread, made at the first run in lanes (BatchLanes.swift).
     var lanes: [Session] = []
+    /// Arena bytes of a one-image plan, per input signature without the batch (MicroBatch.swift).
+    var arenaPerImage: [String: Int] = [:]
     private let lock = NSLock()
 
     /// Per op type: total seconds and calls over every run since the session was made or the last

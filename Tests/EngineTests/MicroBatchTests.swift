@@ -46,10 +46,16 @@ final class MicroBatchTests: XCTestCase {
             ("ReduceMean over the batch", graph([Node(opType: "ReduceMean", inputs: ["x"], outputs: ["y"])])),
             ("Transpose moving the batch", graph([Node(opType: "Transpose", inputs: ["x"], outputs: ["y"], attributes: [Attribute(name: "perm", value: .ints([1, 0]))])])),
             ("Add of a per-image constant", graph([Node(opType: "Add", inputs: ["x", "c"], outputs: ["y"])], [Tensor(name: "c", floats: [Float](repeating: 1, count: 8), dims: [4, 2])])),
+            ("Pad of the batch axis", graph([Node(opType: "Pad", inputs: ["x", "p"], outputs: ["y"])], [Tensor(name: "p", int64s: [1, 0, 0, 0, 0, 0, 0, 0], dims: [8])])),
+            ("ReduceMean over axis 0 among others", graph([Node(opType: "ReduceMean", inputs: ["x"], outputs: ["y"], attributes: [Attribute(name: "axes", value: .ints([0, 2]))])])),
+            ("ReduceMean over a negative axis", graph([Node(opType: "ReduceMean", inputs: ["x"], outputs: ["y"], attributes: [Attribute(name: "axes", value: .ints([-1]))])])),
         ]
         for (name, g) in mixing { XCTAssertFalse(Session.isBatchSeparable(g), name) }
         let relu = [Node(opType: "Relu", inputs: ["x"], outputs: ["y"])]
         XCTAssertTrue(Session.isBatchSeparable(graph(relu)))
+        // Spatial pads and reductions (Keras's ZeroPadding2D, squeeze-and-excitation means) keep images apart.
+        XCTAssertTrue(Session.isBatchSeparable(graph([Node(opType: "Pad", inputs: ["x", "p"], outputs: ["y"])], [Tensor(name: "p", int64s: [0, 1, 1, 0, 0, 1, 1, 0], dims: [8])])))
+        XCTAssertTrue(Session.isBatchSeparable(graph([Node(opType: "ReduceMean", inputs: ["x"], outputs: ["y"], attributes: [Attribute(name: "axes", value: .ints([1, 2]))])])))
         XCTAssertTrue(Session.isBatchSeparable(graph(relu, input: .tensor(.float, [.symbol("N"), .known(1), .known(5), .known(5)]))))
         XCTAssertFalse(Session.isBatchSeparable(graph(relu, conv: false)), "no convolution")
         XCTAssertFalse(Session.isBatchSeparable(graph(relu, input: .tensor(.float, [.known(8), .known(1), .known(5), .known(5)]))), "batch fixed")

@@ -287,6 +287,7 @@ final class SessionTests: XCTestCase {
     func testConvGeometryIsMadeOncePerPlannedShape() throws {
         var options = nchwOnly
         options.batchLanes = false  // the geometry of this session's kernel, not of its lanes'
+        options.microBatch = nil  // nor of a one-image plan sizing chunks
         let session = try Session(model: convChain(), options: options)
         let conv = try XCTUnwrap(session.steps.first?.kernel as? ConvKernel)
         for _ in 0..<3 { _ = try session.run(["x": random([2, 2, 4, 4])]) }

@@ -120,7 +120,7 @@ final class NhwcConvKernel: Kernel {
 
     /// Rows of the unfolded input one thread builds at a time (regular convolutions): about 64 KiB of them,
     /// so they stay in L2 between the unfold and the GEMM, and never fewer than 64 (a GEMM call has a fixed cost).
-    static func unfoldRows(_ g: NhwcConvGeometry) -> Int { max(64, 16384 / max(g.patch, 1)) }
+    static func unfoldRows(_ g: NhwcConvGeometry) -> Int { max(120, 16384 / max(g.patch, 1)) }
 
     func scratchBytes(inputs: [ValueSpec?], outputs: [ValueSpec]) throws -> Int {
         guard let x = inputs[0], let w = inputs[1] else { return 0 }
@@ -176,6 +176,14 @@ final class NhwcConvKernel: Kernel {
                     throw KernelError("NhwcConv was planned without scratch memory")
                 }
                 let chunk = NhwcConvKernel.unfoldRows(g)
+                if g.rows <= chunk && context.maxChunks > 1 {
+                    // One unfold buffer holds every row (late layers at a small batch: 7x7 pixels, K up to 4608): unfold
+                    // once, then split the GEMM across threads (by 16-column panels when rows are this few).
+                    nhwcUnfold(x, g, rows: 0..<g.rows, into: scratch)
+                    nhwcGemm(scratch, ldx: g.patch, packed: w, k: g.patch, m: g.outC, bias: bias, residual: residual, y, rows: g.rows,
+                             lo: lo, hi: hi, post: post, context: context)
+                    return
+                }
                 context.parallelChunks((g.rows + chunk - 1) / chunk) { slot, range in
                     let columns = scratch + slot * chunk * g.patch
                     for c in range {
@@ -198,38 +206,53 @@ final class NhwcConvKernel: Kernel {
 }
 
 /// Output pixels `rows` of the batch unfolded into rows of [kh, kw, C] (zeros where a tap falls in the padding).
-/// Works along runs of one output row, so each tap's valid columns are found once per run and the copies are
-/// branch-free loops (Conv1 of the reference embedder, C = 1: per-pixel bounds tests took 1.6 of its 2.3 ms).
+/// Works along runs of one output row. For one kernel row ky, the kw·C values of a pixel whose window lies inside the
+/// input are one contiguous piece of the input row (NHWC), copied at once; only the border pixels of a run go tap by
+/// tap (the ResNet stem, 7x7 with C = 3: copies of 12 bytes per tap cost more than its GEMM).
 func nhwcUnfold(_ x: UnsafePointer<Float>, _ g: NhwcConvGeometry, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-    let c = g.inC, plane = g.outH * g.outW
+    let c = g.inC, plane = g.outH * g.outW, span = g.kW * c
+    // Output columns whose whole window row is inside the input: 0 <= ox·sW − padLeft and ox·sW − padLeft + kW <= width.
+    let inner0 = (g.padLeft + g.sW - 1) / g.sW
+    let inner1 = g.width - g.kW + g.padLeft < 0 ? 0 : (g.width - g.kW + g.padLeft) / g.sW + 1
     var r = rows.lowerBound
     while r < rows.upperBound {
         // The run: pixels ox0..<ox1 of output row oy of image n.
         let n = r / plane, oy = (r % plane) / g.outW, ox0 = r % g.outW
         let ox1 = min(g.outW, ox0 + (rows.upperBound - r))
         let base = out + (r - rows.lowerBound) * g.patch
+        let lo = min(max(ox0, inner0), ox1), hi = max(lo, min(ox1, inner1))
         for ky in 0..<g.kH {
             let iy = oy * g.sH - g.padTop + ky
-            let line = x + (n * g.height + iy) * g.width * c
-            for kx in 0..<g.kW {
-                let tap = base + (ky * g.kW + kx) * c
-                // Valid output columns: 0 <= ox·sW − padLeft + kx < width.
-                var lo = ox0, hi = ox1
-                if iy < 0 || iy >= g.height { hi = lo } else {
-                    let first = g.padLeft - kx  // ox·sW >= first
-                    if first > 0 { lo = min(hi, max(lo, (first + g.sW - 1) / g.sW)) }
-                    let last = g.width - 1 + g.padLeft - kx  // ox·sW <= last
-                    hi = last < 0 ? lo : max(lo, min(hi, last / g.sW + 1))
-                }
-                for ox in ox0..<lo { (tap + (ox - ox0) * g.patch).update(repeating: 0, count: c) }
-                if c == 1 {
-                    for ox in lo..<hi { tap[(ox - ox0) * g.patch] = line[ox * g.sW - g.padLeft + kx] }
-                } else {
-                    for ox in lo..<hi { (tap + (ox - ox0) * g.patch).update(from: line + (ox * g.sW - g.padLeft + kx) * c, count: c) }
-                }
-                for ox in hi..<ox1 { (tap + (ox - ox0) * g.patch).update(repeating: 0, count: c) }
+            let row = base + ky * span
+            if iy < 0 || iy >= g.height {
+                for ox in ox0..<ox1 { (row + (ox - ox0) * g.patch).update(repeating: 0, count: span) }
+                continue
             }
+            let line = x + (n * g.height + iy) * g.width * c
+            for ox in lo..<hi { copyFloats(row + (ox - ox0) * g.patch, line + (ox * g.sW - g.padLeft) * c, span) }
+            // Border pixels, tap by tap.
+            func border(_ ox: Int) {
+                let dst = row + (ox - ox0) * g.patch
+                for kx in 0..<g.kW {
+                    let ix = ox * g.sW - g.padLeft + kx
+                    if ix < 0 || ix >= g.width { (dst + kx * c).update(repeating: 0, count: c) } else { copyFloats(dst + kx * c, line + ix * c, c) }
+                }
+            }
+            for ox in ox0..<lo { border(ox) }
+            for ox in hi..<ox1 { border(ox) }
         }
         r += ox1 - ox0
     }
+}
+
+/// dst[0..<n] = src[0..<n]: short pieces eight lanes at a time (memcpy's call costs as much as they do), long ones by memcpy.
+@inline(__always)
+private func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+    if n >= 32 { dst.update(from: src, count: n); return }
+    var i = 0
+    while i + 8 <= n {
+        UnsafeMutableRawPointer(dst + i).storeBytes(of: UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n { dst[i] = src[i]; i += 1 }
 }
