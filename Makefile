@@ -4,6 +4,7 @@
 #   make bench   Kizuki against onnxruntime on the same model, same run (BENCH_ARGS="--load --seconds 1" ...), then the suite
 #   make bench-suite  the same race on the bench suite's CNNs, with geometric means of the ratios (BENCH_ARGS=...)
 #   make bench-train  Kizuki's trainer against TensorFlow (tf_keras), same recipe and batch, same run (BENCH_TRAIN_ARGS=...)
+#   make bench-score  kizuki score end to end, images/s on 2,000 test images against 6,000 anchors, PNG and IDX (BENCH_SCORE_ARGS=...)
 #   make bench-instructions  instructions per image under callgrind, Kizuki and onnxruntime (BENCH_INSTRUCTIONS_ARGS=...)
 #   make fuzz    hostile inputs through the whole pipeline for FUZZ_SECONDS (a new seed each time)
 SHELL := /bin/bash
@@ -36,7 +37,7 @@ FUZZ_SECONDS ?= 1800
 FUZZ_SEED ?= $(shell date +%s)
 FUZZ_ARGS ?=
 
-.PHONY: all build test fuzz demo bench bench-suite bench-instructions bench-train deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
+.PHONY: all build test fuzz demo bench bench-suite bench-score bench-instructions bench-train deps proto proto-check venv conformance-data fixtures ops-table check-ops-table clean
 
 all: build
 
@@ -118,6 +119,9 @@ bench: build venv $(BENCH_SUITE)/MANIFEST.json
 
 bench-suite: build venv $(BENCH_SUITE)/MANIFEST.json
 	$(VPY) tools/bench_suite.py $(KIZUKI) $(BENCH_SUITE) $(BENCH_ARGS)
+
+bench-score: build venv
+	$(VPY) tools/bench_score.py $(KIZUKI) $(MODEL) $(BENCH_SCORE_ARGS)
 
 # Instructions per image under callgrind, Kizuki and onnxruntime (repeatable where times are noisy).
 bench-instructions: build venv

@@ -175,6 +175,7 @@ public final class Session {
     public func run(_ feeds: [String: HostTensor]) throws -> [String: HostTensor] {
         lock.lock()
         defer { lock.unlock() }
+        try checkFeeds(feeds)  // before chunking: sizing chunks plans one image of these feeds
         if let chunks = laneChunks(feeds) { return try runInLanes(feeds, chunks) }
         if let chunks = microBatches(feeds) { return try runInChunks(feeds, chunks) }
         return try runWhole(feeds)

@@ -55,6 +55,8 @@ final class BatchLanesTests: XCTestCase {
         let session = try Session(model: try seedModel(), options: options)
         let bad = try HostTensor(shape: [6, 28, 27, 1], floats: [Float](repeating: 0, count: 6 * 28 * 27))
         XCTAssertThrowsError(try session.run(["input": bad])) { XCTAssertTrue("\($0)".contains("[6, 28, 27, 1]"), "\($0)") }
+        // A feed of the wrong name is an error, not a crash in the one-image plan that sizes chunks.
+        XCTAssertThrowsError(try session.run(["pixels": try images(6)])) { XCTAssertTrue("\($0)".contains("unknown input 'pixels'"), "\($0)") }
         XCTAssertEqual(try session.run(["input": try images(6)])["embedding"]!.shape, [6, 128])
     }
 }
