@@ -1,4 +1,4 @@
-// kz_dwconv_nhwc for AVX2+FMA (eight-float vectors: one ymm). Also the AVX-512 machines' depthwise (see dwconv_body.h).
+// kz_dwconv_nhwc for AVX2+FMA (eight-float vectors: one ymm).
 #if defined(__x86_64__)
 #include "kernels_internal.h"  // declarations outside the target region
 

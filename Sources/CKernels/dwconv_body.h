@@ -1,6 +1,6 @@
 // The depthwise convolution of kz_dwconv_nhwc, included once per instruction set by dwconv_<isa>.c, which defines
-// KZ_DWCONV_NAME. Vectorised over channels, 8 at a time (one ymm under AVX2; AVX-512 gains nothing here, since
-// loads, not FMAs, bound this loop), the last C % 8 channels lane by lane.
+// KZ_DWCONV_NAME, and KZ_DW_WIDE 1 where 16-float vectors are one register (AVX-512). Vectorised over channels:
+// 16 at a time when wide, then 8 at a time (dwconv_lanes.h), the last C % 8 channels lane by lane.
 //
 // Shapes: X H x W x C, Y OH x OW x C (pixel stride C), Wt kh*kw x C, bias C or NULL; output rows [oy0, oy1).
 //
@@ -15,34 +15,21 @@
 // 4, 6, 8 for stride 1 and 2), 4 for other kernels.
 #define KZ_PB_MAX 8
 
+#if KZ_DW_WIDE
+#define KZ_L 16
+#include "dwconv_lanes.h"
+#endif
+#define KZ_L 8
+#include "dwconv_lanes.h"
+
 // One border pixel: taps i in [i0, i1), j in [j0, j1) are inside the input. (iy, ix): input position of tap (0, 0).
 static void kz_dw_pixel(const float *X, int W, int C, const float *Wt, int kw, int iy, int ix, int i0, int i1, int j0,
                         int j1, const float *bias, float *y, float lo, float hi) {
-    kz_v8 lov = (kz_v8){0} + lo, hiv = (kz_v8){0} + hi;
     int c = 0;
-    // 32 channels per pass over the taps, so the tap loops' overhead is shared by four FMAs.
-    for (; c + 32 <= C; c += 32) {
-        kz_v8 acc[4];
-        for (int q = 0; q < 4; q++) acc[q] = bias ? kz_load8(bias + c + 8 * q) : (kz_v8){0};
-        for (int i = i0; i < i1; i++) {
-            // Both start at tap column j0, so no pointer is ever formed left of the input.
-            const float *row = X + ((size_t)(iy + i) * W + (ix + j0)) * C + c;
-            const float *wr = Wt + ((size_t)i * kw + j0) * C + c;
-            for (int j = 0; j < j1 - j0; j++)
-                for (int q = 0; q < 4; q++)
-                    acc[q] += kz_load8(row + (size_t)j * C + 8 * q) * kz_load8(wr + (size_t)j * C + 8 * q);
-        }
-        for (int q = 0; q < 4; q++) kz_store8(y + c + 8 * q, kz_clamp8(acc[q], lov, hiv));
-    }
-    for (; c + 8 <= C; c += 8) {
-        kz_v8 acc = bias ? kz_load8(bias + c) : (kz_v8){0};
-        for (int i = i0; i < i1; i++) {
-            const float *row = X + ((size_t)(iy + i) * W + (ix + j0)) * C + c;
-            const float *wr = Wt + ((size_t)i * kw + j0) * C + c;
-            for (int j = 0; j < j1 - j0; j++) acc += kz_load8(row + (size_t)j * C) * kz_load8(wr + (size_t)j * C);
-        }
-        kz_store8(y + c, kz_clamp8(acc, lov, hiv));
-    }
+#if KZ_DW_WIDE
+    c = kz_dw_pixel_16(c, X, W, C, Wt, kw, iy, ix, i0, i1, j0, j1, bias, y, lo, hi);
+#endif
+    c = kz_dw_pixel_8(c, X, W, C, Wt, kw, iy, ix, i0, i1, j0, j1, bias, y, lo, hi);
     for (; c < C; c++) {
         float acc = bias ? bias[c] : 0;
         for (int i = i0; i < i1; i++)
@@ -56,21 +43,11 @@ static void kz_dw_pixel(const float *X, int W, int C, const float *Wt, int kw, i
 static inline __attribute__((always_inline)) void kz_dw_block(int np, const float *X, int W, int C, const float *Wt,
                                                               int kw, int sw, int iy, int ix, int i0, int i1,
                                                               const float *bias, float *y, float lo, float hi) {
-    kz_v8 lov = (kz_v8){0} + lo, hiv = (kz_v8){0} + hi;
     int c = 0;
-    for (; c + 8 <= C; c += 8) {
-        kz_v8 b = bias ? kz_load8(bias + c) : (kz_v8){0};
-        kz_v8 acc[KZ_PB_MAX];
-        for (int p = 0; p < np; p++) acc[p] = b;
-        for (int i = i0; i < i1; i++) {
-            const float *row = X + ((size_t)(iy + i) * W + ix) * C + c, *wr = Wt + (size_t)i * kw * C + c;
-            for (int j = 0; j < kw; j++) {
-                kz_v8 wv = kz_load8(wr + (size_t)j * C);
-                for (int p = 0; p < np; p++) acc[p] += kz_load8(row + (size_t)(p * sw + j) * C) * wv;
-            }
-        }
-        for (int p = 0; p < np; p++) kz_store8(y + (size_t)p * C + c, kz_clamp8(acc[p], lov, hiv));
-    }
+#if KZ_DW_WIDE
+    c = kz_dw_block_16(c, np, X, W, C, Wt, kw, sw, iy, ix, i0, i1, bias, y, lo, hi);
+#endif
+    c = kz_dw_block_8(c, np, X, W, C, Wt, kw, sw, iy, ix, i0, i1, bias, y, lo, hi);
     for (; c < C; c++) {
         for (int p = 0; p < np; p++) {
             float acc = bias ? bias[c] : 0;

@@ -15,6 +15,7 @@ void kz_dwconv_generic(KZ_DWCONV_ARGS);
 void kz_gemm_avx2(KZ_GEMM_ARGS);
 void kz_dwconv_avx2(KZ_DWCONV_ARGS);
 void kz_gemm_avx512(KZ_GEMM_ARGS);
+void kz_dwconv_avx512(KZ_DWCONV_ARGS);
 #endif
 
 #endif

@@ -3,7 +3,7 @@ import OnnxIO
 
 // Large batches in cache-sized chunks. A convolutional network run layer by layer over a batch of 128 writes each
 // layer's activations to memory and reads them back (the reference embedder's 42x42x96 maps are 86 MB at batch 128);
-// run as chunks of 16 images, each layer's activations stay in the L3 cache. Exact: it applies only to graphs whose
+// run as chunks of 8 images, each layer's activations stay in L2/L3. Exact: it applies only to graphs whose
 // every op computes each image from that image alone, and each chunk runs the same kernels.
 
 extension Session {
@@ -92,7 +92,7 @@ extension Session {
 
     /// Images per chunk: as many as keep one chunk's intermediate values (the arena of a one-image plan, times the images)
     /// within `SessionOptions.chunkBytes`, from 1 to `SessionOptions.microBatch`. The reference embedder's arena is
-    /// about 1 MB per image (16 per chunk); a 224x224 ResNet's is several (2 or 3 per chunk).
+    /// about 0.8 MB per image (8 per chunk); a 224x224 ResNet's is several (1 per chunk).
     func imagesPerChunk(_ feeds: [String: HostTensor]) -> Int {
         let most = max(1, options.microBatch ?? Int.max)
         guard let bytes = perImageArenaBytes(feeds), bytes > 0 else { return most }

@@ -37,6 +37,7 @@ final class BatchLanesTests: XCTestCase {
         try XCTSkipIf(ThreadPool.shared.workerCount == 0, "one CPU: no lanes")
         var options = SessionOptions()
         options.threads = 2
+        options.chunkBytes = 24 << 20  // 16 images of the reference embedder per chunk, whatever the default tuning
         let session = try Session(model: try seedModel(), options: options)
         XCTAssertEqual(session.laneChunks(["input": try images(20)]), [10, 10])
         XCTAssertEqual(session.laneChunks(["input": try images(37)]), [9, 9, 9, 10])

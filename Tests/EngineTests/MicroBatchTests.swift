@@ -17,6 +17,7 @@ final class MicroBatchTests: XCTestCase {
         var whole = SessionOptions(), chunked = SessionOptions()
         whole.microBatch = nil
         chunked.microBatch = 16
+        chunked.chunkBytes = 24 << 20  // at least 16 images' arena: the micro-batch size decides, not the default tuning
         chunked.threads = 1  // more threads run batch lanes (BatchLanesTests)
         let session = try Session(model: model, options: chunked)
         XCTAssertTrue(session.batchSeparable)

@@ -54,9 +54,13 @@ final class BenchShapeTests: XCTestCase {
         XCTAssertEqual(lines.first, "kizuki \(Kizuki.version)")
         XCTAssertTrue(lines.contains { $0.hasPrefix("cpu: ") })
         XCTAssertTrue(lines.contains { $0.hasPrefix("blas: OpenBLAS") && $0.contains(", core ") }, "\(lines)")
-        // The NHWC kernels' instruction set: AVX2 wherever the CPU has it (AVX-512 is opt-in), portable C otherwise.
-        let avx2 = CPUInfo.current.features.contains("avx2") && CPUInfo.current.features.contains("fma")
-        XCTAssertTrue(lines.contains { $0.hasPrefix("conv: NHWC kernels " + (avx2 ? "avx2" : "generic")) }, "\(lines)")
+        // The NHWC kernels' instruction set: the widest the CPU has (KIZUKI_ISA may only lower it).
+        let features = CPUInfo.current.features
+        let widest = features.contains("avx512f") ? "avx512"
+            : features.contains("avx2") && features.contains("fma") ? "avx2" : "generic"
+        let isa = ProcessInfo.processInfo.environment["KIZUKI_ISA"].flatMap { ["generic", "avx2"].contains($0) ? $0 : nil }
+        let expected = isa == "generic" || (isa == "avx2" && widest != "generic") ? isa! : widest
+        XCTAssertTrue(lines.contains { $0.hasPrefix("conv: NHWC kernels " + expected) }, "\(lines)")
     }
 }
 
