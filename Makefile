@@ -97,7 +97,12 @@ $(BENCH_SUITE)/MANIFEST.json: tools/make_bench_suite.py tools/make_fixtures.py $
 	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
 	$(FIXTURE_VENV)/bin/python tools/make_bench_suite.py $(BENCH_SUITE)
 
-fixtures: $(FIXTURES)/MANIFEST.json $(FIXTURES)/train-parity/manifest.json $(BENCH_SUITE)/MANIFEST.json
+# The baselines' reference (issue 11): scikit-learn's raw-pixel nearest neighbour and PCA reconstruction on the
+# reference split, from the test venv (~30 s).
+$(FIXTURES)/baselines.json: tools/baselines_reference.py tools/fashion_mnist.py $(VENV)/.stamp
+	$(VPY) tools/baselines_reference.py --out $@
+
+fixtures: $(FIXTURES)/MANIFEST.json $(FIXTURES)/train-parity/manifest.json $(BENCH_SUITE)/MANIFEST.json $(FIXTURES)/baselines.json
 
 test: deps proto-check venv conformance-data fixtures check-ops-table
 	swift build $(TEST_BUILD)

@@ -33,9 +33,7 @@ public struct NearestNeighbors {
         self.dim = dim
         self.threads = max(1, threads)
         count = values.count / dim
-        var mean = [Double](repeating: 0, count: dim)
-        for r in 0..<count { for j in 0..<dim { mean[j] += Double(values[r * dim + j]) } }
-        for j in 0..<dim { mean[j] /= Double(count) }
+        let mean = Self.columnMeans(values, dim: dim)
         var centred = [Float](repeating: 0, count: values.count)
         var norms = [Double](repeating: 0, count: count)
         for r in 0..<count {
@@ -51,6 +49,15 @@ public struct NearestNeighbors {
         self.centred = centred
         centredNorms = norms
         anchors = values
+    }
+
+    /// The mean of the rows of `values` (row-major, `dim` wide), accumulated in float64.
+    static func columnMeans(_ values: [Float], dim: Int) -> [Double] {
+        let count = values.count / dim
+        var mean = [Double](repeating: 0, count: dim)
+        for r in 0..<count { for j in 0..<dim { mean[j] += Double(values[r * dim + j]) } }
+        for j in 0..<dim { mean[j] /= Double(count) }
+        return mean
     }
 
     /// For each query row: the mean distance to its `k` nearest anchors (k = 1: the nearest).

@@ -86,10 +86,20 @@ public struct Report {
     public func html() throws -> String {
         let anomalies = evaluation.labels.indices.filter { evaluation.labels[$0] == 1 }.sorted { evaluation.scores[$0] > evaluation.scores[$1] }
         let least = Array(anomalies.prefix(8)), most = Array(anomalies.suffix(8).reversed())
-        let header = "<tr><th>anchors</th><th>AUC</th>" + batches.map { "<th>ms / image, batch \($0)</th>" }.joined() + "</tr>"
+        let pcaTitle = evaluation.pcaTitle
+        let baselineHeader = pcaTitle.map { "<th>AUC raw pixels</th><th>AUC \(Report.escape($0))</th>" } ?? ""
+        let header = "<tr><th>anchors</th><th>AUC model</th>\(baselineHeader)" + batches.map { "<th>ms / image, batch \($0)</th>" }.joined() + "</tr>"
         let rows = evaluation.rows.map { r in
-            "<tr><td>\(r.anchors)</td><td>\(String(format: "%.4f", r.auc))</td>" + batches.map { String(format: "<td>%.3f</td>", r.msPerImage[$0] ?? .nan) }.joined() + "</tr>"
+            var baselineCells = ""
+            if pcaTitle != nil {
+                baselineCells = r.baselines.map {
+                    String(format: "<td>%.4f</td><td>%.4f", $0.rawPixels, $0.pca) + (evaluation.pcaIsReduced(r) ? "*" : "") + "</td>"
+                } ?? "<td>-</td><td>-</td>"
+            }
+            return "<tr><td>\(r.anchors)</td><td>\(String(format: "%.4f", r.auc))</td>\(baselineCells)"
+                + batches.map { String(format: "<td>%.3f</td>", r.msPerImage[$0] ?? .nan) }.joined() + "</tr>"
         }.joined(separator: "\n")
+        let baselineNotes = evaluation.baselineNotes.map { "<p class=\"note\">\(Report.escape($0))</p>" }.joined(separator: "\n")
         return """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>\(Report.escape(title))</title>
@@ -98,14 +108,16 @@ public struct Report {
         table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
         .row { display: flex; flex-wrap: wrap; gap: 8px; } figure { margin: 0; text-align: center; font-size: 12px; }
         img { image-rendering: pixelated; border: 1px solid #ddd; }
+        .note { font-size: 13px; color: #555; max-width: 60em; }
         </style></head>
         <body>
         <h1>\(Report.escape(title))</h1>
         <p>Model: <code>\(Report.escape(modelName))</code>. k = \(evaluation.k). \(notes.map(Report.escape).joined(separator: " "))</p>
         <h2>AUC and time per image</h2>
-        <table>\(header)
+        <table id="auc">\(header)
         \(rows)
         </table>
+        \(baselineNotes)
         <h2>ROC curve (largest anchor set)</h2>
         \(rocSVG())
         <h2>Score histograms</h2>

@@ -16,6 +16,11 @@ enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
 typedef void (*dgemm_fn)(int, int, int, int, int, int, double, const double *, int, const double *, int, double, double *, int);
 typedef void (*set_threads_fn)(int);
+// LAPACK's Fortran interface (OpenBLAS bundles LAPACK; Debian's build has no LAPACKE C layer): every argument by
+// reference, column-major, and gfortran's hidden lengths of the two CHARACTER arguments last.
+typedef void (*dsyevd_fn)(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+                          double *work, const int *lwork, int *iwork, const int *liwork, int *info, size_t jobz_len,
+                          size_t uplo_len);
 typedef char *(*string_fn)(void);
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -26,6 +31,8 @@ static kizuki_blas_core_source source = KIZUKI_BLAS_NOT_LOADED;
 static sgemm_fn sgemm;
 static dgemm_fn dgemm;
 static set_threads_fn set_threads;
+static dsyevd_fn dsyevd;
+static char lapack_error[1024];
 static string_fn corename, config;
 
 // Debian and Ubuntu (the alternatives link of libopenblas0-*), then other distributions' names.
@@ -90,6 +97,13 @@ static void load_once(void) {
         source = KIZUKI_BLAS_NOT_LOADED;
         return;
     }
+    // Optional: only the PCA baseline needs LAPACK, and an OpenBLAS built with NO_LAPACK must still run models.
+    dsyevd = (dsyevd_fn)dlsym(handle, "dsyevd_");
+    if (!dsyevd) {
+        snprintf(lapack_error, sizeof lapack_error,
+                 "OpenBLAS at %s has no LAPACK (symbol dsyevd_ missing: built with NO_LAPACK?); on Debian or Ubuntu "
+                 "`apt-get install libopenblas0` provides an OpenBLAS with LAPACK", path);
+    }
     // The gemm prototypes above take 32-bit integers; an ILP64 build would read garbage sizes.
     if (strstr(config(), "USE64BITINT")) {
         snprintf(error, sizeof error, "OpenBLAS at %s uses 64-bit integers (%s); Kizuki needs the 32-bit interface "
@@ -110,6 +124,9 @@ kizuki_blas_core_source kizuki_blas_source(void) { return kizuki_blas_load() ? s
 const char *kizuki_blas_core(void) { return kizuki_blas_load() ? corename() : ""; }
 const char *kizuki_blas_config(void) { return kizuki_blas_load() ? config() : ""; }
 const char *kizuki_blas_path(void) { return kizuki_blas_load() ? path : ""; }
+
+bool kizuki_lapack_load(void) { return kizuki_blas_load() && dsyevd; }
+const char *kizuki_lapack_error(void) { return kizuki_blas_load() ? lapack_error : error; }
 
 // Callers check kizuki_blas_load() first (Session and NearestNeighbors throw its error); reaching a
 // gemm without the library is a programming error, reported before stopping.
@@ -134,4 +151,15 @@ void kizuki_dgemm(bool trans_a, bool trans_b, int m, int n, int k, double alpha,
                   const double *b, int ldb, double beta, double *c, int ldc) {
     require_loaded();
     dgemm(ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+int kizuki_dsyevd(bool vectors, int n, double *a, int lda, double *w, double *work, int lwork, int *iwork, int liwork) {
+    // Reaching here without LAPACK is a programming error, as for the gemms (callers check kizuki_lapack_load()).
+    if (!kizuki_lapack_load()) {
+        fprintf(stderr, "kizuki: LAPACK used before a successful load: %s\n", kizuki_lapack_error());
+        abort();
+    }
+    int info = 0;
+    dsyevd(vectors ? "V" : "N", "U", &n, a, &lda, w, work, &lwork, iwork, &liwork, &info, 1, 1);
+    return info;
 }

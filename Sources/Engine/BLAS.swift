@@ -44,6 +44,45 @@ public enum BLAS {
     }
 }
 
+/// The LAPACK routines Kizuki uses, from the LAPACK that OpenBLAS bundles (resolved by module CBLAS when
+/// OpenBLAS loads; optional there, so an OpenBLAS without LAPACK still runs models and only these throw).
+public enum LAPACK {
+    /// Loads OpenBLAS if needed; throws, saying what is missing and how to get it, when it has no LAPACK.
+    public static func load() throws {
+        try BLAS.loadSingleThreaded()
+        guard kizuki_lapack_load() else { throw EngineError(.unsupported, String(cString: kizuki_lapack_error())) }
+    }
+
+    /// Eigenvalues and orthonormal eigenvectors of the symmetric n x n matrix `matrix` (row-major; only its
+    /// lower triangle is read), by LAPACK's divide and conquer (dsyevd). `values` ascend; `vectors` is
+    /// row-major n x n with eigenvector i in row i, so that A · vectors[i] = values[i] · vectors[i].
+    public static func symmetricEigen(_ matrix: [Double], n: Int) throws -> (values: [Double], vectors: [Double]) {
+        guard n >= 0, matrix.count == n * n else {
+            throw EngineError(.invalidInput, "symmetricEigen: \(matrix.count) values are not a \(n) x \(n) matrix")
+        }
+        // LAPACK's sizes are 32-bit, and its workspace for n grows as 1 + 6n + 2n².
+        guard n <= 16_384 else { throw EngineError(.tooLarge, "symmetricEigen: a \(n) x \(n) matrix is beyond LAPACK's 32-bit workspace") }
+        if let bad = matrix.firstIndex(where: { !$0.isFinite }) {
+            throw EngineError(.nonFinite, "symmetricEigen: element [\(bad / n), \(bad % n)] is \(matrix[bad])")
+        }
+        if n == 0 { return ([], []) }
+        try load()
+        var vectors = matrix, values = [Double](repeating: 0, count: n)
+        let n32 = Int32(n)
+        // A first call with lwork = liwork = -1 only reports the workspace sizes it needs.
+        var workSize = [Double](repeating: 0, count: 1), iworkSize = [Int32](repeating: 0, count: 1)
+        var info = kizuki_dsyevd(true, n32, &vectors, n32, &values, &workSize, -1, &iworkSize, -1)
+        guard info == 0 else { throw EngineError(.nodeFailed, "dsyevd workspace query failed (info \(info))") }
+        var work = [Double](repeating: 0, count: max(1, Int(workSize[0]))), iwork = [Int32](repeating: 0, count: max(1, Int(iworkSize[0])))
+        info = kizuki_dsyevd(true, n32, &vectors, n32, &values, &work, Int32(work.count), &iwork, Int32(iwork.count))
+        guard info == 0 else {
+            throw EngineError(.nodeFailed, info > 0 ? "dsyevd did not converge on a \(n) x \(n) matrix (info \(info))"
+                                                    : "dsyevd rejected argument \(-info)")
+        }
+        return (values, vectors)
+    }
+}
+
 /// The processor as CPUID reports it.
 public struct CPUInfo: Sendable {
     public let vendor: String

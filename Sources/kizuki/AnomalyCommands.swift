@@ -171,8 +171,15 @@ struct Eval: ParsableCommand {
     @Option(help: "Write the HTML report here.") var report: String?
     @Option(help: "Write per-image scores (float64 .npy) here.") var scoresOut: String?
     @Option(help: "Fashion-MNIST folder (default: $KIZUKI_DATA, else /usr/share/datasets/fashion-mnist).") var data: String?
+    @Flag(help: "Leave out the baselines (raw-pixel nearest neighbour and PCA reconstruction, computed without the model).")
+    var noBaselines = false
+    @Option(help: ArgumentHelp("Principal components of the PCA reconstruction baseline (default: \(Eval.defaultPCAComponents)); with only N anchors, N - 1.",
+                               valueName: "N"))
+    var pcaComponents: Int?
     @Flag(help: "No progress messages.") var quiet = false
     @OptionGroup var engine: EngineOptions
+
+    static let defaultPCAComponents = 64
 
     func list(_ s: String, _ name: String) throws -> [Int] {
         let parts = s.split(separator: ",", omittingEmptySubsequences: false)
@@ -193,6 +200,13 @@ struct Eval: ParsableCommand {
         guard normal != anomaly else { throw ValidationError("--normal and --anomaly must differ") }
         guard fpr >= 0 && fpr < 1 else { throw ValidationError("--fpr must be in [0, 1), got \(fpr)") }
         guard k >= 1 else { throw ValidationError("--k must be at least 1 (got \(k))") }
+        if let pcaComponents {
+            guard !noBaselines else { throw ValidationError("--pca-components sets up a baseline that --no-baselines leaves out: give one of them") }
+            // Fashion-MNIST images are 28x28: more components than pixels do not exist.
+            guard (1...28 * 28).contains(pcaComponents) else {
+                throw ValidationError("--pca-components must be between 1 and 784 (the pixels of a 28x28 image), got \(pcaComponents)")
+            }
+        }
         // Every anchor count is scored with k neighbours; the threshold leaves each anchor out of its own.
         guard let fewest = counts.min(), let most = counts.max(), k <= fewest, k < most else {
             throw ValidationError("--k \(k) needs at least \(k) anchors in every count and \(k) + 1 in the largest; --anchors is \(anchors)")
@@ -209,7 +223,10 @@ struct Eval: ParsableCommand {
             let embedder = try openEmbedder(model, engine)
             let split = try FashionMNIST.experiment(normal: normal, anomaly: anomaly, from: FashionMNIST.directory(data))
             let evaluation = try Evaluation.run(embedder: embedder, anchors: split.anchors, test: split.test, anchorCounts: counts,
-                                                batches: sizes, k: k, fpr: fpr) { Progress.note($0, quiet: quiet) }
+                                                batches: sizes, k: k, fpr: fpr,
+                                                baselinePCAComponents: noBaselines ? nil : pcaComponents ?? Eval.defaultPCAComponents) {
+                Progress.note($0, quiet: quiet)
+            }
             print("Fashion-MNIST, normal = \(FashionMNIST.classNames[normal]) (\(normal)), anomaly = \(FashionMNIST.classNames[anomaly]) (\(anomaly)); \(split.test.count) test images; k = \(k); threads \(engine.threads)")
             print(evaluation.table(batches: sizes))
             if let t = evaluation.threshold, let rates = evaluation.rates(threshold: t) {
@@ -226,6 +243,8 @@ struct Eval: ParsableCommand {
                 try reportOutput.write(Data(page.html().utf8))
                 print("wrote \(report)")
             }
-        } catch let e as ExitCode { throw e } catch { throw fail(error) }
+        } catch let e as ExitCode { throw e } catch let e as Baselines.Failure {
+            throw fail(DataError(file: "", "\(e); --no-baselines leaves them out"))
+        } catch { throw fail(error) }
     }
 }

@@ -34,6 +34,24 @@ final class ReportTests: XCTestCase {
         XCTAssertFalse(html.contains("AUC 0.1234</text>"))
     }
 
+    /// With baselines, the table has their columns (a reduced PCA row starred) and the notes say what they are.
+    func testBaselineColumns() throws {
+        var result = try evaluation()
+        result.pcaComponents = 64
+        result.rows[0].baselines = .init(rawPixels: 0.9425, pca: 0.9484, pcaComponents: 64)
+        result.rows[1].baselines = .init(rawPixels: 0.9487, pca: 0.9655, pcaComponents: 49)
+        let test = ImageSet(height: 28, width: 28, pixels: [Float](repeating: 0.5, count: result.labels.count * 28 * 28), labels: result.labels)
+        let html = try Report(title: "t", modelName: "m.onnx", evaluation: result, batches: [1], test: test).html()
+        XCTAssertTrue(html.contains("<th>AUC model</th><th>AUC raw pixels</th><th>AUC PCA-64</th><th>ms / image, batch 1</th>"))
+        XCTAssertTrue(html.contains("<td>100</td><td>\(String(format: "%.4f", result.rows[0].auc))</td><td>0.9425</td><td>0.9484</td>"))
+        XCTAssertTrue(html.contains("<td>50</td><td>0.1234</td><td>0.9487</td><td>0.9655*</td>"))
+        XCTAssertTrue(html.contains("raw pixels = mean Euclidean distance"))
+        XCTAssertTrue(html.contains("49 at 50 anchors."))
+        let table = result.table(batches: [1])
+        XCTAssertTrue(table.contains("     50   0.1234      0.9487    0.9655*         1.400"), table)
+        XCTAssertTrue(table.contains("    100   "), table)
+    }
+
     func testRendersInHeadlessChromium() throws {
         guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw XCTSkip("chromium not installed (make deps installs it)")

@@ -58,23 +58,34 @@ final class BLASTests: XCTestCase {
         }
     }
 
-    /// The threaded entry point (used by the k-NN search) against a float64 triple loop, on shapes
-    /// that split over threads and shapes that do not, with and without transposes.
-    func testThreadedSgemmMatchesReference() throws {
+    /// The threaded entry points (sgemm: the k-NN search; dgemm: the PCA baseline) against a float64 triple
+    /// loop, on shapes that split over threads and shapes that do not, with and without transposes.
+    func testThreadedGemmsMatchReference() throws {
+        try checkThreadedGemm(Float.self, tolerancePerTerm: 1e-4) {
+            try BLAS.sgemm(threads: $0, transA: $1, transB: $2, m: $3, n: $4, k: $5, a: $6, lda: $7, b: $8, ldb: $9, c: &$10, ldc: $11)
+        }
+        try checkThreadedGemm(Double.self, tolerancePerTerm: 1e-14) {
+            try BLAS.dgemm(threads: $0, transA: $1, transB: $2, m: $3, n: $4, k: $5, a: $6, lda: $7, b: $8, ldb: $9, c: &$10, ldc: $11)
+        }
+    }
+
+    typealias ThreadedGemm<T> = (Int, Bool, Bool, Int, Int, Int, [T], Int, [T], Int, inout [T], Int) throws -> Void
+
+    func checkThreadedGemm<T: BinaryFloatingPoint>(_: T.Type, tolerancePerTerm: Double, _ gemm: ThreadedGemm<T>) throws {
         var random = TestRandom(7)
         for (m, n, k, transA, transB) in [(37, 300, 64, false, true), (5, 7, 3, true, false), (64, 129, 128, true, true), (1, 1000, 128, false, true)] {
-            let a = random.floats(m * k), b = random.floats(k * n)
+            let a = random.floats(m * k).map { T($0) }, b = random.floats(k * n).map { T($0) }
             for threads in [1, 2, 4] {
-                var c = [Float](repeating: .nan, count: m * n)
-                try BLAS.sgemm(threads: threads, transA: transA, transB: transB, m: m, n: n, k: k,
-                               a: a, lda: transA ? m : k, b: b, ldb: transB ? k : n, c: &c, ldc: n)
+                var c = [T](repeating: .nan, count: m * n)
+                try gemm(threads, transA, transB, m, n, k, a, transA ? m : k, b, transB ? k : n, &c, n)
                 for i in 0..<m {
                     for j in 0..<n {
                         var expected = 0.0
                         for p in 0..<k {
                             expected += Double(transA ? a[p * m + i] : a[i * k + p]) * Double(transB ? b[j * k + p] : b[p * n + j])
                         }
-                        XCTAssertEqual(Double(c[i * n + j]), expected, accuracy: 1e-4 * Double(k), "\(m)x\(n)x\(k) [\(i),\(j)] on \(threads) threads")
+                        XCTAssertEqual(Double(c[i * n + j]), expected, accuracy: tolerancePerTerm * Double(k),
+                                       "\(T.self) \(m)x\(n)x\(k) [\(i),\(j)] on \(threads) threads")
                     }
                 }
             }

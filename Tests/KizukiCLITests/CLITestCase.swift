@@ -41,15 +41,18 @@ class CLITestCase: XCTestCase {
 
     /// Runs kizuki; after `timeout` seconds it is killed (a hang shows as a run ended by a signal).
     @discardableResult
-    func kizuki(_ args: [String], timeout: Double = 900, in directory: URL? = nil) throws -> Result {
-        try run(Self.binary!, args, timeout: timeout, in: directory)
+    func kizuki(_ args: [String], timeout: Double = 900, in directory: URL? = nil, environment: [String: String] = [:]) throws -> Result {
+        try run(Self.binary!, args, timeout: timeout, in: directory, environment: environment)
     }
 
-    /// Runs any program (in the checkout unless `directory` is given), capturing its output.
-    func run(_ program: URL, _ args: [String], timeout: Double = 900, in directory: URL? = nil) throws -> Result {
+    /// Runs any program (in the checkout unless `directory` is given, with `environment` added to this
+    /// process's), capturing its output.
+    func run(_ program: URL, _ args: [String], timeout: Double = 900, in directory: URL? = nil,
+             environment: [String: String] = [:]) throws -> Result {
         let p = Process()
         p.executableURL = program
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.currentDirectoryURL = directory ?? Self.root
         let out = Pipe(), err = Pipe()
         p.standardOutput = out

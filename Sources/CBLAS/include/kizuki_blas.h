@@ -41,4 +41,16 @@ void kizuki_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, 
 void kizuki_dgemm(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double *a, int lda,
                   const double *b, int ldb, double beta, double *c, int ldc);
 
+/// True when OpenBLAS is loaded and bundles LAPACK's dsyevd (an optional symbol: models run without it);
+/// otherwise `kizuki_lapack_error()` says what is missing and how to get it.
+bool kizuki_lapack_load(void);
+const char *kizuki_lapack_error(void);
+
+/// LAPACK dsyevd: eigenvalues (ascending, into w[n]) and, with `vectors`, orthonormal eigenvectors of the
+/// symmetric n x n matrix `a`, read from its upper triangle in column-major order (its lower one in row-major
+/// order: the same numbers) and overwritten by the eigenvectors, one per column-major column (row-major row).
+/// lwork = -1 or liwork = -1 asks for the workspace sizes in work[0] and iwork[0]. Returns LAPACK's info:
+/// 0 = success, > 0 = no convergence. Needs a successful `kizuki_lapack_load` (else aborts with its error).
+int kizuki_dsyevd(bool vectors, int n, double *a, int lda, double *w, double *work, int lwork, int *iwork, int liwork);
+
 #endif
