@@ -36,13 +36,62 @@ final class ProgramCompilerTests: XCTestCase {
         return try TrainingGraph(model: model, file: "test")
     }
 
-    /// ReLU6 runs in place over a BatchNormalization output only when nothing else reads that output.
-    func testReLU6InPlaceOnlyOverAnUnsharedBatchNormOutput() throws {
+    /// A ReLU6 is fused into the BatchNormalization before it only when nothing else reads that output.
+    func testReLU6FusedOnlyIntoAnUnsharedBatchNorm() throws {
         for shared in [false, true] {
             let program = try TrainingProgram(graph: graph(shared: shared), batch: 2, threads: 1)
+            let ops = program.steps.map(\.op)
+            XCTAssertEqual(ops.contains("Clip"), shared, shared ? "the Add still needs the BN output" : "fused")
+            XCTAssertEqual(ops.contains("BatchNormalization+Relu6"), !shared)
+            // Either way the values keep their names: the ReLU6 output is some step's output.
             let relu = try XCTUnwrap(program.values.firstIndex { $0.name == "r1" })
-            let bn = try XCTUnwrap(program.values.firstIndex { $0.name == "n1" })
-            XCTAssertEqual(program.values[relu].aliasOf, shared ? nil : bn, shared ? "the Add still needs the BN output" : "in place")
+            XCTAssertTrue(program.steps.contains { $0.output == relu })
+        }
+    }
+
+    /// A zero Pad read only by a Conv becomes the Conv's own padding; one read by anything else stays a step.
+    func testPadFoldedIntoItsConv() throws {
+        for alsoPooled in [false, true] {
+            var model = Model()
+            model.opsetImports = [OpsetID(domain: "", version: 13)]
+            model.graph.inputs = [ValueInfo(name: "x", type: .tensor(.float, [.symbol("N"), .known(5), .known(5), .known(1)]))]
+            model.graph.outputs = [ValueInfo(name: "y", type: .tensor(.float, [.symbol("N"), .known(2)]))]
+            model.graph.initializers = [
+                Tensor(name: "pads", int64s: [0, 0, 0, 0, 0, 0, 1, 1], dims: [8]),
+                Tensor(name: "w", floats: [Float](repeating: 0.1, count: 9), dims: [1, 1, 3, 3]),
+                Tensor(name: "k", floats: [1, -1], dims: [1, 2]), Tensor(name: "c", floats: [0, 0], dims: [2]),
+            ]
+            model.graph.nodes = [
+                Node(name: "t", opType: "Transpose", inputs: ["x"], outputs: ["xt"], attributes: [.init(name: "perm", value: .ints([0, 3, 1, 2]))]),
+                Node(name: "pad", opType: "Pad", inputs: ["xt", "pads"], outputs: ["xp"]),
+                Node(name: "conv", opType: "Conv", inputs: ["xp", "w"], outputs: ["c1"],
+                     attributes: [.init(name: "strides", value: .ints([2, 2])), .init(name: "pads", value: .ints([1, 0, 0, 0]))]),
+            ]
+            var last = "c1"
+            if alsoPooled {
+                // The padded value is read again (pooled and added to the pooled conv output): the Pad must run.
+                model.graph.nodes += [
+                    Node(name: "pool0", opType: "GlobalAveragePool", inputs: ["xp"], outputs: ["p0"]),
+                    Node(name: "pool1", opType: "GlobalAveragePool", inputs: ["c1"], outputs: ["p1"]),
+                    Node(name: "add", opType: "Add", inputs: ["p1", "p0"], outputs: ["a"]),
+                ]
+                last = "a"
+            }
+            model.graph.nodes += [
+                Node(name: "gap", opType: "GlobalAveragePool", inputs: [last], outputs: ["p"]),
+                Node(name: "flat", opType: "Flatten", inputs: ["p"], outputs: ["f"]),
+                Node(name: "dense", opType: "Gemm", inputs: ["f", "k", "c"], outputs: ["y"]),
+            ]
+            let program = try TrainingProgram(graph: try TrainingGraph(model: model, file: "test"), batch: 2, threads: 1)
+            XCTAssertEqual(program.steps.contains { $0.op == "Pad" }, alsoPooled)
+            let conv = try XCTUnwrap(program.steps.first { $0.op == "Conv" })
+            guard case let .conv(s, _) = conv.kind else { return XCTFail("not a conv step") }
+            if alsoPooled {
+                XCTAssertEqual([s.height, s.padTop, s.padLeft, s.padBottom, s.padRight], [6, 1, 0, 0, 0])
+            } else {
+                XCTAssertEqual([s.height, s.padTop, s.padLeft, s.padBottom, s.padRight], [5, 1, 0, 1, 1], "the Pad's pads added")
+            }
+            XCTAssertEqual([s.outHeight, s.outWidth], [3, 2])
         }
     }
 }

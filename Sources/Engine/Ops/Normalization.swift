@@ -101,8 +101,8 @@ public struct BatchNormShape: Equatable, Sendable {
 }
 
 public enum BatchNormTraining {
-    /// Training mode: normalises with the batch mean and (biased) variance, y = gamma · (x − mean) · invStd + beta,
-    /// saves mean [C] and invStd = 1 / sqrt(var + epsilon) [C] for `backward`, and updates movingMean and
+    /// Training mode: normalises with the batch mean and (biased) variance, y = gamma · (x − mean) · invStd + beta
+    /// (then clamped to [0, 6] when `relu6`: a ReLU6 fused in, one pass over y fewer), saves mean [C] and invStd = 1 / sqrt(var + epsilon) [C] for `backward`, and updates movingMean and
     /// movingVariance in place as Keras does (the variance folded in is var · n / (n − 1) when besselCorrected).
     ///
     /// x, y [batch, channels, spatial]; gamma, beta, mean, invStd, movingMean, movingVariance [channels].
@@ -116,7 +116,7 @@ public enum BatchNormTraining {
                                beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                mean: UnsafeMutablePointer<Float>, invStd: UnsafeMutablePointer<Float>,
                                movingMean: UnsafeMutablePointer<Float>, movingVariance: UnsafeMutablePointer<Float>,
-                               besselCorrected: Bool, threads: Int) {
+                               besselCorrected: Bool, relu6: Bool = false, threads: Int) {
         let n = s.batch * s.spatial
         guard n > 0 else { return }
         let factor = averagingFactor(momentum: s.momentum), keep = 1 - factor
@@ -146,15 +146,22 @@ public enum BatchNormTraining {
                 movingMean[c] = keep * movingMean[c] + factor * mf
                 movingVariance[c] = keep * movingVariance[c] + (factor * adjust) * Float(variance)
             }
-            // y = (x − mean) · (gamma · invStd) + beta
+            // y = (x − mean) · (gamma · invStd) + beta, or min(max(that, 0), 6)
             for b in 0..<s.batch {
                 let o = first + b * blocks.sampleStride
-                normalizeSegment(x + o, m, scale, shift, y + o, width)
+                if relu6 {
+                    normalizeSegment(x + o, m, scale, shift, y + o, width, clampTo: 0...6)
+                } else {
+                    normalizeSegment(x + o, m, scale, shift, y + o, width)
+                }
             }
         }
     }
 
-    /// Given dy: dx, dgamma, dbeta (all overwritten). dx may alias dy.
+    /// Given dy: dx, dgamma, dbeta (all overwritten). dx may alias dy. With `relu6Beta` (the beta of a forward with
+    /// `relu6`), dy is the gradient of the clamped y and is first gated as ReLU6's backward does: of
+    /// `y = min(max(ŷ, 0), 6)`, dŷ = dy where 0 < ŷ < 6, else 0 (Relu6Training.backward without its pass; ŷ is
+    /// recomputed from x with the forward's operations, the same bits, rather than read back from y).
     ///
     /// Shapes as in `forward`; mean and invStd are what `forward` saved. With x̂ = (x − mean) · invStd, of
     /// `y = gamma · x̂ + beta` through the batch statistics (mean and var depend on every x of the channel):
@@ -165,20 +172,29 @@ public enum BatchNormTraining {
     public static func backward(_ s: BatchNormShape, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                 gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
                                 dx: UnsafeMutablePointer<Float>, dgamma: UnsafeMutablePointer<Float>,
-                                dbeta: UnsafeMutablePointer<Float>, threads: Int) {
+                                dbeta: UnsafeMutablePointer<Float>, relu6Beta: UnsafePointer<Float>? = nil, threads: Int) {
         let n = s.batch * s.spatial
         guard n > 0 else { return }
         let blocks = BatchNormBlocks(s)
         blocks.run(threads: threads) { channels, first, width, doubles, floats in
             let sumDy = doubles.0, sumDyCentered = doubles.1
             let m = floats.0, a = floats.1, k = floats.2, b = floats.3
-            for c in channels { (m + (c - channels.lowerBound) * s.spatial).update(repeating: mean[c], count: s.spatial) }
+            let gate = relu6Beta.map { _ in Relu6Gate(scale: floats.4, shift: floats.5) }
+            for c in channels {
+                let j = c - channels.lowerBound
+                (m + j * s.spatial).update(repeating: mean[c], count: s.spatial)
+                if let gate, let beta = relu6Beta {
+                    // As the forward's scale and shift rows.
+                    (gate.scale + j * s.spatial).update(repeating: gamma[c] * invStd[c], count: s.spatial)
+                    (gate.shift + j * s.spatial).update(repeating: beta[c], count: s.spatial)
+                }
+            }
             // Σ dy and Σ dy · (x − mean)
             sumDy.update(repeating: 0, count: width)
             sumDyCentered.update(repeating: 0, count: width)
             for sample in 0..<s.batch {
                 let o = first + sample * blocks.sampleStride
-                addGradientSums(dy + o, x + o, m, sumDy, sumDyCentered, width)
+                addGradientSums(dy + o, gate, x + o, m, sumDy, sumDyCentered, width)
             }
             for c in channels {
                 let j = c - channels.lowerBound
@@ -193,7 +209,7 @@ public enum BatchNormTraining {
             // dx = a · dy + k · (x − mean) + b
             for sample in 0..<s.batch {
                 let o = first + sample * blocks.sampleStride
-                gradientSegment(dy + o, x + o, m, a, k, b, dx + o, width)
+                gradientSegment(dy + o, gate, x + o, m, a, k, b, dx + o, width)
             }
         }
     }
@@ -227,20 +243,20 @@ struct BatchNormBlocks {
     }
 
     /// Runs `body(channels, first, width, doubles, floats)` for each block: its channel range, the offset of its
-    /// segment in sample 0, the segment's width, and scratch rows of that width (2 of doubles, 4 of floats).
+    /// segment in sample 0, the segment's width, and scratch rows of that width (2 of doubles, 6 of floats).
     func run(threads: Int,
              _ body: (Range<Int>, Int, Int, (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>),
                       (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
-                       UnsafeMutablePointer<Float>)) -> Void) {
+                       UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)) -> Void) {
         let blockCount = (channels + channelsPerBlock - 1) / channelsPerBlock, maxWidth = channelsPerBlock * spatial
         RunContext(threads: threads, scratch: nil).parallelFor(blockCount) { range in
             withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * maxWidth) { d in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * maxWidth) { f in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * maxWidth) { f in
                     let d0 = d.baseAddress!, f0 = f.baseAddress!
                     for block in range {
                         let c0 = block * channelsPerBlock, c1 = min(channels, c0 + channelsPerBlock)
                         body(c0..<c1, c0 * spatial, (c1 - c0) * spatial, (d0, d0 + maxWidth),
-                             (f0, f0 + maxWidth, f0 + 2 * maxWidth, f0 + 3 * maxWidth))
+                             (f0, f0 + maxWidth, f0 + 2 * maxWidth, f0 + 3 * maxWidth, f0 + 4 * maxWidth, f0 + 5 * maxWidth))
                     }
                 }
             }
@@ -279,39 +295,84 @@ private func addSquaredDeviations(_ x: UnsafePointer<Float>, _ m: UnsafeMutableP
     while i < w { let d = x[i] - m[i]; sums[i] += Double(d * d); i += 1 }
 }
 
+/// (x[i] − m[i]) · scale[i] + shift[i], 8 lanes at i and one at i: the forward's output and, for a fused ReLU6's
+/// gate, the backward's recomputation of it (one definition, so the same bits).
+@inline(__always) private func normalized8(_ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ scale: UnsafeMutablePointer<Float>,
+                                           _ shift: UnsafeMutablePointer<Float>, _ i: Int) -> SIMD8<Float> {
+    load8(shift + i).addingProduct(load8(x + i) - load8(m + i), load8(scale + i))
+}
+@inline(__always) private func normalized(_ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ scale: UnsafeMutablePointer<Float>,
+                                          _ shift: UnsafeMutablePointer<Float>, _ i: Int) -> Float {
+    (x[i] - m[i]) * scale[i] + shift[i]
+}
+
 /// y[i] = (x[i] − m[i]) · scale[i] + shift[i]
 @inline(__always)
 private func normalizeSegment(_ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ scale: UnsafeMutablePointer<Float>,
                               _ shift: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ w: Int) {
     var i = 0
-    while i + 8 <= w { store8(load8(shift + i).addingProduct(load8(x + i) - load8(m + i), load8(scale + i)), y + i); i += 8 }
-    while i < w { y[i] = (x[i] - m[i]) * scale[i] + shift[i]; i += 1 }
+    while i + 8 <= w { store8(normalized8(x, m, scale, shift, i), y + i); i += 8 }
+    while i < w { y[i] = normalized(x, m, scale, shift, i); i += 1 }
+}
+
+/// y[i] = min(max((x[i] − m[i]) · scale[i] + shift[i], lo), hi), NaN kept (as ClipMap keeps it).
+@inline(__always)
+private func normalizeSegment(_ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ scale: UnsafeMutablePointer<Float>,
+                              _ shift: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ w: Int,
+                              clampTo range: ClosedRange<Float>) {
+    let lo = SIMD8<Float>(repeating: range.lowerBound), hi = SIMD8<Float>(repeating: range.upperBound)
+    var i = 0
+    while i + 8 <= w { store8(clamp8(normalized8(x, m, scale, shift, i), lo, hi), y + i); i += 8 }
+    while i < w {
+        let v = normalized(x, m, scale, shift, i)
+        y[i] = v < range.lowerBound ? range.lowerBound : v > range.upperBound ? range.upperBound : v
+        i += 1
+    }
+}
+
+/// A fused ReLU6's forward rows (scale = gamma · invStd, shift = beta), to recompute its input ŷ.
+private struct Relu6Gate { let scale, shift: UnsafeMutablePointer<Float> }
+
+/// dy[i], or 0 where a fused ReLU6 clamped ŷ[i] (≤ 0 or ≥ 6).
+@inline(__always) private func gated8(_ dy: UnsafePointer<Float>, _ gate: Relu6Gate?, _ x: UnsafePointer<Float>,
+                                      _ m: UnsafeMutablePointer<Float>, _ i: Int) -> SIMD8<Float> {
+    var d = load8(dy + i)
+    if let gate { let v = normalized8(x, m, gate.scale, gate.shift, i); d.replace(with: 0, where: (v .<= 0) .| (v .>= 6)) }
+    return d
+}
+@inline(__always) private func gated(_ dy: UnsafePointer<Float>, _ gate: Relu6Gate?, _ x: UnsafePointer<Float>,
+                                     _ m: UnsafeMutablePointer<Float>, _ i: Int) -> Float {
+    guard let gate else { return dy[i] }
+    let v = normalized(x, m, gate.scale, gate.shift, i)
+    return v <= 0 || v >= 6 ? 0 : dy[i]
 }
 
 /// sumDy[i] += dy[i], sumDyCentered[i] += dy[i] · (x[i] − m[i])
 @inline(__always)
-private func addGradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
-                             _ sumDy: UnsafeMutablePointer<Double>, _ sumDyCentered: UnsafeMutablePointer<Double>, _ w: Int) {
+private func addGradientSums(_ dy: UnsafePointer<Float>, _ gate: Relu6Gate?, _ x: UnsafePointer<Float>,
+                             _ m: UnsafeMutablePointer<Float>, _ sumDy: UnsafeMutablePointer<Double>,
+                             _ sumDyCentered: UnsafeMutablePointer<Double>, _ w: Int) {
     var i = 0
     while i + 8 <= w {
-        let d = load8(dy + i)
+        let d = gated8(dy, gate, x, m, i)
         accumulate8(d, sumDy + i)
         accumulate8(d * (load8(x + i) - load8(m + i)), sumDyCentered + i)
         i += 8
     }
-    while i < w { sumDy[i] += Double(dy[i]); sumDyCentered[i] += Double(dy[i] * (x[i] - m[i])); i += 1 }
+    while i < w { let d = gated(dy, gate, x, m, i); sumDy[i] += Double(d); sumDyCentered[i] += Double(d * (x[i] - m[i])); i += 1 }
 }
 
 /// dx[i] = a[i] · dy[i] + k[i] · (x[i] − m[i]) + b[i] (dx may alias dy: each lane is read before it is written).
 @inline(__always)
-private func gradientSegment(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+private func gradientSegment(_ dy: UnsafePointer<Float>, _ gate: Relu6Gate?, _ x: UnsafePointer<Float>,
+                             _ m: UnsafeMutablePointer<Float>,
                              _ a: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>,
                              _ dx: UnsafeMutablePointer<Float>, _ w: Int) {
     var i = 0
     while i + 8 <= w {
         let centered = load8(x + i) - load8(m + i)
-        store8(load8(b + i).addingProduct(load8(k + i), centered).addingProduct(load8(a + i), load8(dy + i)), dx + i)
+        store8(load8(b + i).addingProduct(load8(k + i), centered).addingProduct(load8(a + i), gated8(dy, gate, x, m, i)), dx + i)
         i += 8
     }
-    while i < w { dx[i] = a[i] * dy[i] + k[i] * (x[i] - m[i]) + b[i]; i += 1 }
+    while i < w { dx[i] = a[i] * gated(dy, gate, x, m, i) + k[i] * (x[i] - m[i]) + b[i]; i += 1 }
 }

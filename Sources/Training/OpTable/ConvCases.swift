@@ -5,7 +5,7 @@ extension OpTable {
     /// Convolutions: regular, pointwise, depthwise; stride 1 and 2; symmetric and asymmetric padding.
     static func convCases(_ size: GradCaseSize, threads: Int) -> [GradCase] {
         let specs = size == .check ? convCheckCases : convTimingCases
-        return specs.map { convCase($0.name, $0.shape, inputGradient: $0.inputGradient, threads: threads) }
+        return specs.map { convCase($0.name, $0.shape, inputGradient: $0.inputGradient, reuseBuffers: size == .timing, threads: threads) }
     }
 
     private typealias ConvCaseSpec = (name: String, shape: Conv2DShape, inputGradient: Bool)
@@ -86,35 +86,41 @@ extension OpTable {
         ]
     }
 
-    /// One table case: ConvTraining's forward and backward (each call with its own scratch) against `naiveConv`.
-    private static func convCase(_ name: String, _ s: Conv2DShape, inputGradient: Bool, threads: Int) -> GradCase {
+    /// One table case: ConvTraining's forward and backward against `naiveConv`. Checking, each call gets fresh outputs and
+    /// scratch (dx, dw and scratch NaN-filled, so a kernel that leaves an element unwritten fails); timing, the same
+    /// buffers every call, as the trainer keeps them (new 100 MB arrays would time their page faults, not the kernel).
+    private static func convCase(_ name: String, _ s: Conv2DShape, inputGradient: Bool, reuseBuffers: Bool, threads: Int) -> GradCase {
         let xShape = [s.batch, s.inChannels, s.height, s.width]
         let wShape = [s.outChannels, s.inChannels / s.group, s.kernelH, s.kernelW]
         let scratchCount = ConvTraining.scratchFloats(s, threads: threads)
+        let kept = reuseBuffers ? (y: ReusedArray(), dx: ReusedArray(), dw: ReusedArray(), scratch: ReusedArray()) : nil
+        /// A kept buffer, or a new one filled with `fill`.
+        func buffer(_ kept: ReusedArray?, _ count: Int, fill: Float, _ body: (UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+            if let kept { return kept.write(count: count, body) }
+            var a = [Float](repeating: fill, count: count)
+            a.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+            return a
+        }
         return GradCase(
             op: "Conv", name: name, inputShapes: [xShape, wShape], differentiable: [inputGradient, true],
             outputShape: [s.batch, s.outChannels, s.outHeight, s.outWidth],
             reference: { naiveConv(s, x: $0[0], w: $0[1]) },
             forward: { inputs in
                 precondition(blasLoaded, "OpenBLAS could not be loaded")
-                var y = [Float](repeating: 0, count: s.outputCount)
-                var scratch = [Float](repeating: 0, count: scratchCount)
-                y.withUnsafeMutableBufferPointer { y in
-                    scratch.withUnsafeMutableBufferPointer { scratch in
-                        ConvTraining.forward(s, x: inputs[0], w: inputs[1], y: y.baseAddress!, scratch: scratch.baseAddress!, threads: threads)
+                return buffer(kept?.y, s.outputCount, fill: 0) { y in
+                    _ = buffer(kept?.scratch, scratchCount, fill: 0) { scratch in
+                        ConvTraining.forward(s, x: inputs[0], w: inputs[1], y: y, scratch: scratch, threads: threads)
                     }
                 }
-                return y
             },
             backward: { inputs, dy in
                 precondition(blasLoaded, "OpenBLAS could not be loaded")
-                var dx = [Float](repeating: .nan, count: s.inputCount), dw = [Float](repeating: .nan, count: s.weightCount)
-                var scratch = [Float](repeating: .nan, count: scratchCount)
-                dx.withUnsafeMutableBufferPointer { dx in
-                    dw.withUnsafeMutableBufferPointer { dw in
-                        scratch.withUnsafeMutableBufferPointer { scratch in
-                            ConvTraining.backward(s, x: inputs[0], w: inputs[1], dy: dy, dx: inputGradient ? dx.baseAddress! : nil,
-                                                  dw: dw.baseAddress!, scratch: scratch.baseAddress!, threads: threads)
+                var dx: [Float] = []
+                let dw = buffer(kept?.dw, s.weightCount, fill: .nan) { dw in
+                    dx = buffer(kept?.dx, inputGradient ? s.inputCount : 1, fill: .nan) { dx in
+                        _ = buffer(kept?.scratch, scratchCount, fill: .nan) { scratch in
+                            ConvTraining.backward(s, x: inputs[0], w: inputs[1], dy: dy, dx: inputGradient ? dx : nil, dw: dw,
+                                                  scratch: scratch, threads: threads)
                         }
                     }
                 }

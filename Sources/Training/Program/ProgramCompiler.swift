@@ -18,6 +18,11 @@ struct ProgramCompiler {
     /// How many nodes (and graph outputs) read each value, over the whole graph.
     private var readerCount: [String: Int] = [:]
     private var batchNorms = 0
+    /// Zero Pads read only by a Conv: the Conv reads the Pad's input with the pads added to its own, so the padded
+    /// copy is never made (forward) nor cropped back (backward). Keyed by the Pad's output name.
+    private var foldedPads: [String: (source: String, pads: [Int])] = [:]
+    /// Op types of the nodes reading each value.
+    private var readerOps: [String: [String]] = [:]
 
     init(graph: TrainingGraph, batch: Int, parameters: ParameterStore) {
         self.graph = graph
@@ -37,7 +42,12 @@ struct ProgramCompiler {
         }
         guard g.outputs.count == 1 else { throw TrainingError("a training graph has one output (the embeddings); this one has \(g.outputs.count)") }
         inputValue = addValue(input.name, [batch, h, w, c])
-        for node in g.nodes { for name in node.inputs where !name.isEmpty { readerCount[name, default: 0] += 1 } }
+        for node in g.nodes {
+            for name in node.inputs where !name.isEmpty {
+                readerCount[name, default: 0] += 1
+                readerOps[name, default: []].append(node.opType)
+            }
+        }
         for output in g.outputs { readerCount[output.name, default: 0] += 1 }
         for node in g.nodes {
             let known = problems.count
@@ -90,7 +100,10 @@ struct ProgramCompiler {
         }
         guard node.domain.isEmpty || node.domain == "ai.onnx" else { return refuse("domain '\(node.domain)' is not supported") }
         guard node.outputs.count >= 1, !node.outputs[0].isEmpty else { return refuse("no output") }
-        let activations = node.inputs.filter { !$0.isEmpty && constants[$0] == nil }
+        // A Conv reading a folded Pad reads the Pad's input instead (its pads are added below).
+        let folded = node.opType == "Conv" ? node.inputs.first.flatMap { foldedPads[$0] } : nil
+        let inputs = folded.map { [$0.source] + node.inputs.dropFirst() } ?? node.inputs
+        let activations = inputs.filter { !$0.isEmpty && constants[$0] == nil }
         let x = activations.compactMap { valueIndex[$0] }
         guard x.count == activations.count else { return refuse("an input is not computed before this node") }
         guard let first = x.first else { return refuse("no activation input") }
@@ -121,6 +134,10 @@ struct ProgramCompiler {
                   node.inputs.count < 3 || node.inputs[2].isEmpty || constants[node.inputs[2]]?.elements(as: Float.self) == [0] else {
                 return refuse("only zero padding of H and W (non-negative constant pads) is supported")
             }
+            if readerOps[node.outputs[0]] == ["Conv"], !graph.model.graph.outputs.contains(where: { $0.name == node.outputs[0] }) {
+                foldedPads[node.outputs[0]] = (node.inputs[0], [p[2], p[3], p[6], p[7]])
+                return
+            }
             kind = .pad([p[2], p[3], p[6], p[7]])
             shape = [s[0], s[1], s[2] + p[2] + p[6], s[3] + p[3] + p[7]]
         case "Conv":
@@ -128,7 +145,9 @@ struct ProgramCompiler {
                 return refuse("needs a weight initializer and no bias")
             }
             let ws = parameters.infos[w].shape, group = int(node, "group", 1)
-            let strides = ints(node, "strides") ?? [1, 1], pads = ints(node, "pads") ?? [0, 0, 0, 0]
+            let strides = ints(node, "strides") ?? [1, 1]
+            var pads = ints(node, "pads") ?? [0, 0, 0, 0]
+            if let extra = folded?.pads, pads.count == 4 { pads = zip(pads, extra).map { $0 + $1 } }
             guard s.count == 4, ws.count == 4, ints(node, "dilations").map({ $0.allSatisfy { $0 == 1 } }) ?? true,
                   string(node, "auto_pad").map({ $0 == "NOTSET" }) ?? true, strides.count == 2, pads.count == 4,
                   group >= 1, s[1] % group == 0, ws[0] % group == 0, ws[1] * group == s[1] else {
@@ -148,19 +167,25 @@ struct ProgramCompiler {
             let spatial = s.dropFirst(2).reduce(1, *)
             let bn = BatchNormShape(batch: s[0], channels: s[1], spatial: spatial, epsilon: float(node, "epsilon", 1e-5),
                                     momentum: float(node, "momentum", 0.9))
-            kind = .batchNorm(bn, gamma: gamma, beta: beta, mean: mean, variance: variance, saved: batchNorms)
+            kind = .batchNorm(bn, gamma: gamma, beta: beta, mean: mean, variance: variance, saved: batchNorms, relu6: false)
             batchNorms += 1
             shape = s
         case "Clip":
             let lo = node.inputs.count > 1 ? constants[node.inputs[1]]?.elements(as: Float.self) : nil
             let hi = node.inputs.count > 2 ? constants[node.inputs[2]]?.elements(as: Float.self) : nil
             guard lo == [0], hi == [6] else { return refuse("only Clip(0, 6) (ReLU6) is supported") }
+            // Over a BatchNormalization output read by this node only, the ReLU6 is fused into the BatchNormalization
+            // (one pass fewer each way, no copy kept): the BN step now outputs this node's value.
+            if readerCount[node.inputs[0]] == 1, let i = steps.lastIndex(where: { $0.output == first }),
+               case let .batchNorm(bn, gamma, beta, mean, variance, saved, false) = steps[i].kind {
+                steps[i].kind = .batchNorm(bn, gamma: gamma, beta: beta, mean: mean, variance: variance, saved: saved, relu6: true)
+                steps[i].op = "BatchNormalization+Relu6"
+                values[first].name = node.outputs[0]
+                valueIndex[node.outputs[0]] = first
+                return
+            }
             kind = .relu6
             shape = s
-            // In place over a BatchNormalization output read by this node only: its backward does not read it.
-            if readerCount[node.inputs[0]] == 1, steps.last(where: { $0.output == first })?.op == "BatchNormalization" {
-                alias = first
-            }
         case "Add":
             guard x.count == 2, values[x[1]].shape == s else { return refuse("only the Add of two computed values of one shape is supported") }
             kind = .add

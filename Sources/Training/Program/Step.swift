@@ -9,8 +9,9 @@ enum StepKind {
     /// Zero padding of H and W: [top, left, bottom, right].
     case pad([Int])
     case conv(Conv2DShape, weight: Int)
-    /// `saved`: which of the program's saved mean/invStd buffers this node uses (BatchNormalizations in order).
-    case batchNorm(BatchNormShape, gamma: Int, beta: Int, mean: Int, variance: Int, saved: Int)
+    /// `saved`: which of the program's saved mean/invStd buffers this node uses (BatchNormalizations in order);
+    /// `relu6`: the ReLU6 (Clip(0, 6)) that alone reads its output is fused in, forward and backward.
+    case batchNorm(BatchNormShape, gamma: Int, beta: Int, mean: Int, variance: Int, saved: Int, relu6: Bool)
     case relu6
     case add
     case globalAveragePool

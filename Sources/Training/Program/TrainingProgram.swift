@@ -54,7 +54,7 @@ public final class TrainingProgram {
         for step in steps {
             switch step.kind {
             case .conv(let s, _): scratchNeed = max(scratchNeed, ConvTraining.scratchFloats(s, threads: self.threads))
-            case .batchNorm(let s, _, _, _, _, _): savedBuffers.append(.allocate(capacity: 2 * s.channels))
+            case .batchNorm(let s, _, _, _, _, _, _): savedBuffers.append(.allocate(capacity: 2 * s.channels))
             default: break
             }
         }
@@ -100,10 +100,10 @@ public final class TrainingProgram {
                                       right: p[3], threads: threads)
             case let .conv(s, w):
                 ConvTraining.forward(s, x: x, w: param(w), y: y, scratch: scratch, threads: threads)
-            case let .batchNorm(s, gamma, beta, mean, variance, b):
+            case let .batchNorm(s, gamma, beta, mean, variance, b, relu6):
                 BatchNormTraining.forward(s, x: x, gamma: param(gamma), beta: param(beta), y: y, mean: saved[b],
                                           invStd: saved[b] + s.channels, movingMean: param(mean), movingVariance: param(variance),
-                                          besselCorrected: TrainingProgram.besselCorrectedMovingVariance, threads: threads)
+                                          besselCorrected: TrainingProgram.besselCorrectedMovingVariance, relu6: relu6, threads: threads)
             case .relu6:
                 Relu6Training.forward(x: x, y: y, count: n, threads: threads)
             case .add:
@@ -169,11 +169,11 @@ public final class TrainingProgram {
                 ConvTraining.backward(s, x: buffer(xIndex), w: param(w), dy: dy, dx: t?.0, dw: grad(w), scratch: scratch,
                                       threads: threads)
                 if let t { finish(xIndex, t) }
-            case let .batchNorm(s, gamma, beta, _, _, b):
+            case let .batchNorm(s, gamma, beta, _, _, b, relu6):
                 let t = target(xIndex)
                 BatchNormTraining.backward(s, x: buffer(xIndex), dy: dy, gamma: param(gamma), mean: saved[b],
                                            invStd: saved[b] + s.channels, dx: t.0, dgamma: grad(gamma), dbeta: grad(beta),
-                                           threads: threads)
+                                           relu6Beta: relu6 ? UnsafePointer(param(beta)) : nil, threads: threads)
                 finish(xIndex, t)
             case .relu6 where needX:
                 let t = target(xIndex)
