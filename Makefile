@@ -129,8 +129,12 @@ bench-score: build venv
 	$(VPY) tools/bench_score.py $(KIZUKI) $(MODEL) $(BENCH_SCORE_ARGS)
 
 # Instructions per image under callgrind, Kizuki and onnxruntime (repeatable where times are noisy).
-bench-instructions: build venv
-	$(VPY) tools/bench_instructions.py $(KIZUKI) $(MODEL) $(BENCH_INSTRUCTIONS_ARGS)
+# Its own build for AVX2 machines at most: valgrind 3.19 executes no AVX-512 (a -target-cpu native build dies of SIGILL
+# on an AVX-512 CPU), and under valgrind the CPU shows no AVX-512, so every runtime dispatch picks AVX2 on both sides.
+VALGRIND_BUILD := -c release -Xswiftc -target-cpu -Xswiftc haswell --scratch-path .build-valgrind
+bench-instructions: deps venv
+	swift build $(VALGRIND_BUILD)
+	$(VPY) tools/bench_instructions.py .build-valgrind/release/kizuki $(MODEL) $(BENCH_INSTRUCTIONS_ARGS)
 
 bench-train: build
 	tools/setup_fixtures_venv.sh $(FIXTURE_VENV)
