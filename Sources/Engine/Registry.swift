@@ -7,7 +7,7 @@ public enum OpRegistry {
     public static let factories: [String: KernelFactory] = {
         var all: [String: KernelFactory] = [:]
         let tables: [[String: KernelFactory]] = [
-            elementwiseOps, activationOps, matmulOps, convOps, poolOps, normalizationOps,
+            elementwiseOps, activationOps, matmulOps, convOps, poolOps, normalizationOps, lpNormalizationOps,
             resizeOps, shapeOps, dataMovementOps, reduceOps, constantOps,
         ]
         for table in tables {

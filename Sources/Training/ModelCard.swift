@@ -24,6 +24,8 @@ struct ModelCard {
                 + "; label 1 for class \(r.normal), 0 for the others.",
             "- Model: Input(28,28,1) → UpSampling2D(3) → MobileNetV2 (alpha 1, no top, average pooling) → Dense(128); Keras's "
                 + "initialisers" + (r.initFrom.map { "; weights from `\($0)`" } ?? " from seed \(r.seed)") + ".",
+            "- Embeddings: " + (r.l2Normalize == true ? "L2-normalised (an LpNormalization after the Dense head)" : "the Dense head's output as it is")
+                + "; BatchNormalization momentum \(r.bnMomentum ?? MobileNetV2Embedder.momentum).",
             "- Loss: \(r.loss), margin \(r.margin). SGD: lr \(r.schedule.base), ÷10 at epochs \(r.schedule.drops), momentum \(r.momentum) "
                 + "(Keras form); batch \(r.batch); a fresh permutation per epoch (seed \(r.seed)); \(r.threads) thread(s).",
             "",

@@ -10,6 +10,10 @@ public struct TrainingRecipe: Codable, Equatable, Sendable {
     public var momentum: Float = 0.9
     public var margin: Float = 0.2
     public var loss = TripletLossKind.batchAll.rawValue
+    /// L2-normalised embeddings (an LpNormalization appended to the graph); nil (older runs) means no.
+    public var l2Normalize: Bool?
+    /// Momentum of every BatchNormalization's moving statistics; nil keeps the graph's own (Keras's 0.999).
+    public var bnMomentum: Float?
     /// Seeds the initial weights (unless `--init`) and every epoch's permutation.
     public var seed: UInt64 = 1
     /// Reductions are ordered per thread count, so a bit-exact resume needs the same count.

@@ -29,7 +29,7 @@ public final class TrainingRun {
         if FileManager.default.fileExists(atPath: directory.appendingPathComponent("checkpoint.json").path) {
             throw TrainingError("\(directory.path) already holds a training run: continue it with --resume \(directory.path) or choose another --out")
         }
-        let graph: TrainingGraph
+        var graph: TrainingGraph
         if let initFrom = recipe.initFrom {
             let model = try Model(contentsOf: URL(fileURLWithPath: initFrom))
             graph = try TrainingGraph(model: model, file: initFrom)
@@ -37,6 +37,9 @@ public final class TrainingRun {
             let built = MobileNetV2Embedder().build(seed: recipe.seed)
             graph = TrainingGraph(model: built.model, parameters: built.parameters)
         }
+        // Checkpoints hold the changed graph, so a resumed run keeps them without asking the recipe again.
+        if recipe.l2Normalize == true { graph = graph.l2NormalizingOutput() }
+        if let momentum = recipe.bnMomentum { graph = graph.settingBatchNormMomentum(momentum) }
         try self.init(directory: directory, graph: graph, state: TrainingState(recipe: recipe), optimizer: nil, options: options)
     }
 
@@ -131,13 +134,15 @@ public final class TrainingRun {
             var bestEpoch: Int?
             var bestLoss: Double?
             var steps: Int
-            var kizuki = "training program over the ONNX graph; BatchNormalization moving statistics as Keras (momentum \(MobileNetV2Embedder.momentum))"
+            var kizuki: String
         }
         let s = trainer.state
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try Checkpoint.replace(directory.appendingPathComponent("train.json"),
-                               with: encoder.encode(Log(recipe: s.recipe, epochs: s.history, bestEpoch: s.bestEpoch, bestLoss: s.bestLoss, steps: s.step)))
+                               with: encoder.encode(Log(recipe: s.recipe, epochs: s.history, bestEpoch: s.bestEpoch, bestLoss: s.bestLoss, steps: s.step,
+                                                       kizuki: "training program over the ONNX graph; BatchNormalization moving statistics as Keras "
+                                                           + "(momentum \(s.recipe.bnMomentum ?? MobileNetV2Embedder.momentum))")))
         let text = s.history.map(line).joined(separator: "\n") + "\n"
         try Checkpoint.replace(directory.appendingPathComponent("train.log"), with: Data(text.utf8))
         try Checkpoint.replace(directory.appendingPathComponent("MODEL_CARD.md"), with: Data(ModelCard(state: s).markdown.utf8))

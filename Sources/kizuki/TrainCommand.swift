@@ -26,6 +26,8 @@ struct Train: ParsableCommand {
     @Option(help: "SGD momentum (Keras form).") var momentum: Float = 0.9
     @Option(help: "Triplet margin.") var margin: Float = 0.2
     @Option(help: "Loss: batch-all (the reference), batch-hard or soft-margin.") var loss = "batch-all"
+    @Flag(help: "L2-normalise the embeddings (an LpNormalization after the Dense head, also in model.onnx).") var l2Normalize = false
+    @Option(help: "Momentum of the BatchNormalization moving statistics (default: the model's own, Keras's 0.999).") var bnMomentum: Float?
     @Option(help: "Seed of the initial weights and the per-epoch permutations.") var seed: UInt64 = 1
     @Option(help: "Threads (a bit-exact resume needs the same count).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Continue the run in this folder from its last checkpoint, with its own recipe and thread count (only --epochs changes it).") var resume: String?
@@ -47,6 +49,10 @@ struct Train: ParsableCommand {
         guard margin >= 0, margin.isFinite else { throw ValidationError("--margin must be non-negative (got \(margin))") }
         guard TripletLossKind(rawValue: loss) != nil else {
             throw ValidationError("--loss must be one of \(TripletLossKind.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(loss)')")
+        }
+        if let bnMomentum { guard (0..<1).contains(bnMomentum) else { throw ValidationError("--bn-momentum must be in [0, 1) (got \(bnMomentum))") } }
+        if resume != nil && (l2Normalize || bnMomentum != nil) {
+            throw ValidationError("--l2-normalize and --bn-momentum start a new run; a resumed run keeps its own recipe")
         }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1 (got \(threads))") }
         _ = try drops()
@@ -78,6 +84,8 @@ struct Train: ParsableCommand {
         r.schedule = LearningRateSchedule(base: lr, drops: try drops())
         r.momentum = momentum; r.margin = margin; r.loss = loss; r.seed = seed; r.threads = threads
         r.initFrom = initFrom
+        r.l2Normalize = l2Normalize ? true : nil
+        r.bnMomentum = bnMomentum
         r.trainImages = trainImages
         return r
     }

@@ -6,7 +6,7 @@ import XCTest
 final class GradientTableTests: XCTestCase {
     func testTableCoversEveryTrainingOp() {
         let ops = Set(OpTable.cases(.check).map(\.op))
-        for op in ["Conv", "BatchNormalization", "Relu6", "Add", "UpsampleNearest", "Pad", "GlobalAveragePool", "Dense"] {
+        for op in ["Conv", "BatchNormalization", "Relu6", "Add", "UpsampleNearest", "Pad", "GlobalAveragePool", "Dense", "L2Normalize"] {
             XCTAssertTrue(ops.contains(op), "no gradient case for \(op)")
         }
     }

@@ -49,6 +49,24 @@ final class ProgramCompilerTests: XCTestCase {
         }
     }
 
+    /// With the output L2-normalised, the program's rows are the plain graph's rows divided by their norms (the
+    /// backward is checked against finite differences in the gradient table).
+    func testL2NormalizedOutputIsTheRawOutputOverItsNorm() throws {
+        let plain = try TrainingProgram(graph: graph(shared: false), batch: 3, threads: 1)
+        let normalized = try TrainingProgram(graph: graph(shared: false).l2NormalizingOutput(), batch: 3, threads: 1)
+        XCTAssertEqual(normalized.steps.last?.op, "LpNormalization")
+        let images: [Float] = (0..<48).map { Float(($0 * 7) % 11) / 10 - 0.3 }
+        plain.forward(images: images)
+        normalized.forward(images: images)
+        let raw = Array(plain.output), unit = Array(normalized.output)
+        for r in 0..<3 {
+            let row = raw[(2 * r)..<(2 * r + 2)]
+            let norm = row.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+            XCTAssertGreaterThan(norm, 0)
+            for k in 0..<2 { XCTAssertEqual(Double(unit[2 * r + k]), Double(raw[2 * r + k]) / norm, accuracy: 1e-6) }
+        }
+    }
+
     /// A zero Pad read only by a Conv becomes the Conv's own padding; one read by anything else stays a step.
     func testPadFoldedIntoItsConv() throws {
         for alsoPooled in [false, true] {

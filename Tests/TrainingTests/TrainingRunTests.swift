@@ -118,13 +118,42 @@ final class TrainingRunTests: XCTestCase {
         }
     }
 
-    /// model.onnx passes ONNX's checker and onnxruntime computes the embeddings Kizuki computes.
+    /// model.onnx passes ONNX's checker and onnxruntime computes the embeddings Kizuki computes: the reference
+    /// recipe's, and with `--l2-normalize --bn-momentum 0.99` (whose rows onnxruntime finds of unit length).
     func testWrittenModelRunsInOnnxRuntime() throws {
+        try checkInOnnxRuntime(recipe(epochs: 1))
+        var r = recipe(epochs: 1)
+        r.l2Normalize = true
+        r.bnMomentum = 0.99
+        let rows = try checkInOnnxRuntime(r)
+        for row in rows { XCTAssertEqual(row.reduce(0) { $0 + Double($1) * Double($1) }, 1, accuracy: 1e-5, "onnxruntime's row norm") }
+    }
+
+    /// The graph changes of `l2Normalize` and `bnMomentum` are in the checkpoint, so a resumed run keeps them.
+    func testEmbeddingOptionsAreKeptInTheCheckpoint() throws {
+        var r = recipe(epochs: 1)
+        r.l2Normalize = true
+        r.bnMomentum = 0.99
+        let dir = try folder("options")
+        try TrainingRun(newRun: dir, recipe: r, options: options()).run()
+        let resumed = try TrainingRun(resume: dir, epochs: 2, options: options())
+        let nodes = resumed.trainer.program.graph.model.graph.nodes
+        XCTAssertEqual(nodes.filter { $0.opType == "LpNormalization" }.count, 1)
+        XCTAssertEqual(nodes.last?.outputs, ["embedding"])
+        let momenta = nodes.filter { $0.opType == "BatchNormalization" }.map { $0.attribute("momentum") }
+        XCTAssertEqual(momenta.count, 52)
+        XCTAssertTrue(momenta.allSatisfy { $0 == .float(0.99) }, "\(Set(momenta.map { "\($0 as Any)" }))")
+        XCTAssertEqual(resumed.trainer.program.graph.l2NormalizingOutput().model.graph.nodes.count, nodes.count, "normalised once")
+    }
+
+    /// Trains `recipe` for its epochs, then runs model.onnx in onnxruntime and Kizuki on 16 test images; returns onnxruntime's rows.
+    @discardableResult
+    func checkInOnnxRuntime(_ recipe: TrainingRecipe) throws -> [[Float]] {
         guard let python = ProcessInfo.processInfo.environment["KIZUKI_PYTHON"] else {
             throw XCTSkip("KIZUKI_PYTHON not set (make test sets it to the venv with onnxruntime)")
         }
         let dir = try folder("ort")
-        try TrainingRun(newRun: dir, recipe: recipe(epochs: 1), options: options()).run()
+        try TrainingRun(newRun: dir, recipe: recipe, options: options()).run()
         let model = dir.appendingPathComponent("model.onnx")
         let test = try FashionMNIST.load(.test, from: FashionMNIST.directory(nil)).prefix(16)
         let input = dir.appendingPathComponent("input.npy"), output = dir.appendingPathComponent("ort.npy")
@@ -147,6 +176,8 @@ final class TrainingRunTests: XCTestCase {
         let scale = want.map(abs).max() ?? 0
         let err = zip(got, want).map { abs($0 - $1) }.max() ?? .infinity
         XCTAssertLessThanOrEqual(err, 1e-5 + 1e-4 * scale, "Kizuki vs onnxruntime on the trained model")
+        let dim = want.count / 16
+        return (0..<16).map { Array(want[($0 * dim)..<(($0 + 1) * dim)]) }
     }
 
     /// A model whose nodes have no training kernels gets one error naming each of them.

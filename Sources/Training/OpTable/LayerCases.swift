@@ -1,7 +1,7 @@
 import Engine
 
 extension OpTable {
-    /// BatchNormalization, ReLU6, Add, nearest upsample, Pad, GlobalAveragePool, Dense.
+    /// BatchNormalization, ReLU6, Add, nearest upsample, Pad, GlobalAveragePool, Dense, L2 normalisation.
     /// `.timing` holds the network's shapes at batch 128 (MobileNetV2 on the 84x84 upsampled input).
     static func layerCases(_ size: GradCaseSize, threads: Int) -> [GradCase] {
         let timing = size == .timing
@@ -30,6 +30,8 @@ extension OpTable {
         let pools = timing ? [(128 * 1280, 9)] : [(10, 9), (4, 37)]
         // (rows, in, out): the embedding head.
         let denses = timing ? [(128, 1280, 128)] : [(4, 20, 7), (3, 33, 17)]
+        // (rows, dim): the L2 normalisation of the embeddings (`--l2-normalize`).
+        let l2s = timing ? [(128, 128)] : [(5, 7), (2, 128)]
 
         return batchNorms.map { batchNormCase(batch: $0.0, channels: $0.1, spatial: $0.2, threads: threads) }
             + relu6s.map { relu6Case(shape: $0, threads: threads) }
@@ -40,6 +42,31 @@ extension OpTable {
             + pads.map { padCase(planes: $0.0, side: $0.1, top: $0.2, left: $0.3, bottom: $0.4, right: $0.5, threads: threads) }
             + pools.map { globalAveragePoolCase(planes: $0.0, spatial: $0.1, threads: threads) }
             + denses.map { denseCase(rows: $0.0, inFeatures: $0.1, outFeatures: $0.2, threads: threads) }
+            + l2s.map { l2NormalizeCase(rows: $0.0, dim: $0.1) }
+    }
+
+    /// y = x / ‖x‖ per row of x [rows, dim]; the backward reads the forward's y and norms.
+    static func l2NormalizeCase(rows: Int, dim: Int) -> GradCase {
+        let count = rows * dim
+        let y = ReusedArray(), norm = ReusedArray(), dx = ReusedArray(), saved = SavedForward()
+        func forward(_ inputs: [[Float]]) -> [Float] {
+            saved.remember(inputs)
+            return withFloatPointers(inputs) { p in
+                y.write(count: count) { y in
+                    _ = norm.write(count: rows) { L2NormalizeTraining.forward(x: p[0], y: y, norm: $0, rows: rows, dim: dim) }
+                }
+            }
+        }
+        return GradCase(
+            op: "L2Normalize", name: "\(rows)x\(dim)", inputShapes: [[rows, dim]], outputShape: [rows, dim],
+            reference: { referenceL2Normalize($0[0], rows: rows, dim: dim) },
+            forward: forward,
+            backward: { inputs, g in
+                if !saved.matches(inputs) { _ = forward(inputs) }
+                return withFloatPointers([y.array, norm.array, g]) { p in
+                    [dx.write(count: count) { L2NormalizeTraining.backward(y: p[0], norm: p[1], dy: p[2], dx: $0, rows: rows, dim: dim) }]
+                }
+            })
     }
 
     /// Inputs x [batch, channels, spatial], gamma, beta; Keras's epsilon and momentum. The moving statistics

@@ -60,3 +60,12 @@ func referenceDense(_ x: [Double], w: [Double], b: [Double], rows: Int, inFeatur
     }
     return y
 }
+
+/// Each row of x [rows, dim] divided by its Euclidean norm (the definition, in float64).
+func referenceL2Normalize(_ x: [Double], rows: Int, dim: Int) -> [Double] {
+    (0..<rows).flatMap { r -> [Double] in
+        let row = x[(r * dim)..<((r + 1) * dim)]
+        let norm = row.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return row.map { $0 / norm }
+    }
+}

@@ -17,7 +17,8 @@ struct ProgramCompiler {
     private var problems: [String] = []
     /// How many nodes (and graph outputs) read each value, over the whole graph.
     private var readerCount: [String: Int] = [:]
-    private var batchNorms = 0
+    /// Steps that keep values from forward to backward (BatchNormalization's mean and invStd, L2 norms), in step order.
+    private var savedCount = 0
     /// Zero Pads read only by a Conv: the Conv reads the Pad's input with the pads added to its own, so the padded
     /// copy is never made (forward) nor cropped back (backward). Keyed by the Pad's output name.
     private var foldedPads: [String: (source: String, pads: [Int])] = [:]
@@ -167,8 +168,8 @@ struct ProgramCompiler {
             let spatial = s.dropFirst(2).reduce(1, *)
             let bn = BatchNormShape(batch: s[0], channels: s[1], spatial: spatial, epsilon: float(node, "epsilon", 1e-5),
                                     momentum: float(node, "momentum", 0.9))
-            kind = .batchNorm(bn, gamma: gamma, beta: beta, mean: mean, variance: variance, saved: batchNorms, relu6: false)
-            batchNorms += 1
+            kind = .batchNorm(bn, gamma: gamma, beta: beta, mean: mean, variance: variance, saved: savedCount, relu6: false)
+            savedCount += 1
             shape = s
         case "Clip":
             let lo = node.inputs.count > 1 ? constants[node.inputs[1]]?.elements(as: Float.self) : nil
@@ -199,6 +200,13 @@ struct ProgramCompiler {
             kind = .flatten
             shape = [s[0], s.dropFirst().reduce(1, *)]
             alias = first
+        case "LpNormalization":
+            guard int(node, "p", 2) == 2, s.count == 2, [1, -1].contains(int(node, "axis", -1)) else {
+                return refuse("only the L2 normalisation (p 2) of the rows of an [N, D] value is supported")
+            }
+            kind = .l2Normalize(saved: savedCount)
+            savedCount += 1
+            shape = s
         case "Gemm":
             guard let w = param(1), let b = param(2), s.count == 2, int(node, "transA", 0) == 0, int(node, "transB", 0) == 0,
                   float(node, "alpha", 1) == 1, float(node, "beta", 1) == 1,

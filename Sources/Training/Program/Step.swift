@@ -9,7 +9,7 @@ enum StepKind {
     /// Zero padding of H and W: [top, left, bottom, right].
     case pad([Int])
     case conv(Conv2DShape, weight: Int)
-    /// `saved`: which of the program's saved mean/invStd buffers this node uses (BatchNormalizations in order);
+    /// `saved`: which of the program's saved buffers holds its mean and invStd (saving steps in order);
     /// `relu6`: the ReLU6 (Clip(0, 6)) that alone reads its output is fused in, forward and backward.
     case batchNorm(BatchNormShape, gamma: Int, beta: Int, mean: Int, variance: Int, saved: Int, relu6: Bool)
     case relu6
@@ -18,6 +18,8 @@ enum StepKind {
     /// Flatten [N, C, 1, 1] → [N, C]: the output shares the input's memory.
     case flatten
     case dense(weight: Int, bias: Int)
+    /// LpNormalization p 2 over the rows of [N, D]; `saved`: the program's saved buffer holding the N norms.
+    case l2Normalize(saved: Int)
 }
 
 struct Step {

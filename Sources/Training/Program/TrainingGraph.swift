@@ -42,3 +42,32 @@ public struct TrainingGraph: Sendable {
         self.model = model
     }
 }
+
+extension TrainingGraph {
+    /// The graph with each output row divided by its L2 norm (`kizuki train --l2-normalize`): an LpNormalization
+    /// (p 2, axis 1) appended, reading the old output under the name `<output>/unnormalized`, so the output keeps its
+    /// name and the model file stays self-contained for every consumer. A graph whose output already comes from an
+    /// LpNormalization is returned as it is.
+    public func l2NormalizingOutput() -> TrainingGraph {
+        var g = self
+        guard let output = g.model.graph.outputs.first?.name,
+              let producer = g.model.graph.nodes.lastIndex(where: { $0.outputs.first == output }),
+              g.model.graph.nodes[producer].opType != "LpNormalization" else { return self }
+        let raw = output + "/unnormalized"
+        g.model.graph.nodes[producer].outputs[0] = raw
+        g.model.graph.nodes.append(Node(name: "l2_normalize", opType: "LpNormalization", inputs: [raw], outputs: [output],
+                                        attributes: [.init(name: "axis", value: .int(1)), .init(name: "p", value: .int(2))]))
+        return g
+    }
+
+    /// The graph with every BatchNormalization's momentum (Keras's form: the weight the moving statistics keep per
+    /// step) set to `momentum`.
+    public func settingBatchNormMomentum(_ momentum: Float) -> TrainingGraph {
+        var g = self
+        for i in g.model.graph.nodes.indices where g.model.graph.nodes[i].opType == "BatchNormalization" {
+            g.model.graph.nodes[i].attributes.removeAll { $0.name == "momentum" }
+            g.model.graph.nodes[i].attributes.append(.init(name: "momentum", value: .float(momentum)))
+        }
+        return g
+    }
+}

@@ -18,7 +18,7 @@ public final class TrainingProgram {
     var steps: [Step] = []
     var values: [ValueSlot] = []
     private var memory: [UnsafeMutablePointer<Float>?] = []
-    private var saved: [UnsafeMutablePointer<Float>] = []   // BN mean and invStd, 2·C per BN step
+    private var saved: [UnsafeMutablePointer<Float>] = []   // per saving step: BN mean and invStd (2·C), L2 norms (N)
     private var scratch: UnsafeMutablePointer<Float>
     private let scratchCount: Int
     private var inputValue = 0
@@ -55,6 +55,7 @@ public final class TrainingProgram {
             switch step.kind {
             case .conv(let s, _): scratchNeed = max(scratchNeed, ConvTraining.scratchFloats(s, threads: self.threads))
             case .batchNorm(let s, _, _, _, _, _, _): savedBuffers.append(.allocate(capacity: 2 * s.channels))
+            case .l2Normalize: savedBuffers.append(.allocate(capacity: batch))
             default: break
             }
         }
@@ -117,6 +118,9 @@ public final class TrainingProgram {
                 let s = values[step.inputs[0]].shape
                 DenseTraining.forward(x: x, w: param(w), b: param(b), y: y, rows: s[0], inFeatures: s[1],
                                       outFeatures: values[step.output].shape[1], threads: threads)
+            case .l2Normalize(let b):
+                let s = values[step.output].shape
+                L2NormalizeTraining.forward(x: x, y: y, norm: saved[b], rows: s[0], dim: s[1])
             }
             if profiling { record(step.op + " forward", since: t0) }
         }
@@ -198,6 +202,10 @@ public final class TrainingProgram {
                 DenseTraining.backward(x: buffer(xIndex), w: param(w), dy: dy, dx: t?.0, dw: grad(w), db: grad(b), rows: s[0],
                                        inFeatures: s[1], outFeatures: values[step.output].shape[1], threads: threads)
                 if let t { finish(xIndex, t) }
+            case .l2Normalize(let b) where needX:
+                let s = values[xIndex].shape, t = target(xIndex)
+                L2NormalizeTraining.backward(y: buffer(step.output), norm: saved[b], dy: dy, dx: t.0, rows: s[0], dim: s[1])
+                finish(xIndex, t)
             default:
                 break
             }
