@@ -42,6 +42,10 @@ struct ModelCard {
             lines.append(String(format: "| %d | %.6f | %.0e | %.0f | %.1f | ", e.epoch, e.loss, Double(e.learningRate), e.seconds,
                                 e.imagesPerSecond) + auc + " |")
         }
+        if let inside = state.stepEvaluations, !inside.isEmpty {
+            lines += ["", "Inside epochs (`--eval-every \(r.evalEvery ?? 0)`), the same AUC:", "", "| step | epoch | AUC |", "|---:|---:|---:|"]
+            lines += inside.map { String(format: "| %d | %.2f | %.4f |", $0.step, $0.epoch, $0.auc) }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

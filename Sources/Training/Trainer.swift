@@ -60,8 +60,10 @@ public final class Trainer {
     public enum Stop: Error { case interrupted, nonFinite(step: Int, loss: Double) }
 
     /// Runs the rest of the current epoch. `shouldStop` is asked after every step (Ctrl-C); on a stop the
-    /// state describes the position reached (for a mid-epoch checkpoint). Returns the epoch's mean loss.
-    public func runEpoch(progress: Progress? = nil, shouldStop: () -> Bool = { false }) throws -> (loss: Double, seconds: Double) {
+    /// state describes the position reached (for a mid-epoch checkpoint). `afterStep` runs after every step but the
+    /// epoch's last, outside the epoch's time (a mid-epoch evaluation). Returns the epoch's mean loss.
+    public func runEpoch(progress: Progress? = nil, afterStep: (() -> Void)? = nil,
+                         shouldStop: () -> Bool = { false }) throws -> (loss: Double, seconds: Double) {
         var random = TrainingRandom(state: state.epochRandom)!
         let order = random.permutation(images.count)
         let steps = stepsPerEpoch, batch = program.batch
@@ -79,6 +81,10 @@ public final class Trainer {
             state.step += 1
             progress?(state.stepInEpoch, steps, state.epochLossSum / Double(state.stepInEpoch),
                       Double(state.stepInEpoch * batch) / max(state.epochSeconds, 1e-9))
+            if state.stepInEpoch < steps, let afterStep {
+                afterStep()
+                start = DispatchTime.now().uptimeNanoseconds
+            }
             if state.stepInEpoch < steps, shouldStop() { throw Stop.interrupted }
         }
         let result = (state.epochLossSum / Double(steps), state.epochSeconds)
@@ -100,6 +106,9 @@ public final class Trainer {
         }
         return false
     }
+
+    /// Records an AUC measured inside an epoch.
+    public func noteStepEvaluation(_ e: StepEvaluation) { state.stepEvaluations = (state.stepEvaluations ?? []) + [e] }
 
     /// Restores velocities from a checkpoint.
     public func restoreOptimizer(_ values: [Float]) throws { try optimizer.restore(values) }

@@ -22,6 +22,8 @@ public struct TrainingRecipe: Codable, Equatable, Sendable {
     public var initFrom: String?
     /// Train on the first N images of the training set only (quick runs, tests); nil for all.
     public var trainImages: Int?
+    /// Also evaluate the AUC every this many steps inside an epoch (for information: the curve between epochs); nil: at epoch ends only.
+    public var evalEvery: Int?
 
     public init() {}
 
@@ -37,6 +39,15 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var imagesPerSecond: Double
     /// Inference-mode AUC (normal vs the first excluded class, 6000 anchors), for information only.
     public var auc: Double?
+}
+
+/// An inference-mode AUC measured after a step inside an epoch (`TrainingRecipe.evalEvery`), for information only.
+public struct StepEvaluation: Codable, Equatable, Sendable {
+    /// SGD steps taken in all when it was measured.
+    public var step: Int
+    /// The same position in epochs (steps / steps per epoch).
+    public var epoch: Double
+    public var auc: Double
 }
 
 /// Where a run is: saved with every checkpoint so `--resume` continues bit-exactly.
@@ -55,6 +66,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
     /// Seconds spent in the current epoch so far.
     public var epochSeconds = 0.0
     public var history: [EpochRecord] = []
+    /// The AUCs measured inside epochs (`evalEvery`), in order.
+    public var stepEvaluations: [StepEvaluation]? = []
     /// The epoch whose weights are in model.onnx: the lowest training loss so far (Keras ModelCheckpoint(monitor="loss")).
     public var bestEpoch: Int?
     public var bestLoss: Double?

@@ -80,7 +80,7 @@ public final class TrainingRun {
             let lr = recipe.schedule.rate(epoch: epoch)
             let result: (loss: Double, seconds: Double)
             do {
-                result = try trainer.runEpoch(progress: options.progress, shouldStop: options.shouldStop)
+                result = try trainer.runEpoch(progress: options.progress, afterStep: stepEvaluation(), shouldStop: options.shouldStop)
             } catch Trainer.Stop.interrupted {
                 try saveCheckpoint()
                 options.log("stopped at step \(trainer.state.step) (epoch \(epoch + 1), step \(trainer.state.stepInEpoch) of \(trainer.stepsPerEpoch)); " +
@@ -99,6 +99,23 @@ public final class TrainingRun {
         }
         // Also when there was nothing left to train: the logs and model card follow this version's format.
         if !trainer.state.history.isEmpty { try writeLog() }
+    }
+
+    /// With `evalEvery`, the hook that measures the AUC every that many steps (an error there is logged, not fatal).
+    func stepEvaluation() -> (() -> Void)? {
+        guard options.evaluate, let every = trainer.state.recipe.evalEvery, every > 0 else { return nil }
+        return { [self] in
+            let s = trainer.state
+            guard s.step % every == 0 else { return }
+            do {
+                let auc = try evaluate()
+                let epoch = Double(s.step) / Double(trainer.stepsPerEpoch)
+                trainer.noteStepEvaluation(StepEvaluation(step: s.step, epoch: epoch, auc: auc))
+                options.log(String(format: "  step %d (epoch %.2f)  auc %.4f", s.step, epoch, auc))
+            } catch {
+                options.log("  step \(s.step): evaluation failed: \(error)")
+            }
+        }
     }
 
     func saveCheckpoint() throws {
@@ -134,6 +151,7 @@ public final class TrainingRun {
             var bestEpoch: Int?
             var bestLoss: Double?
             var steps: Int
+            var stepEvaluations: [StepEvaluation]?
             var kizuki: String
         }
         let s = trainer.state
@@ -141,6 +159,7 @@ public final class TrainingRun {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try Checkpoint.replace(directory.appendingPathComponent("train.json"),
                                with: encoder.encode(Log(recipe: s.recipe, epochs: s.history, bestEpoch: s.bestEpoch, bestLoss: s.bestLoss, steps: s.step,
+                                                       stepEvaluations: s.stepEvaluations?.isEmpty == false ? s.stepEvaluations : nil,
                                                        kizuki: "training program over the ONNX graph; BatchNormalization moving statistics as Keras "
                                                            + "(momentum \(s.recipe.bnMomentum ?? MobileNetV2Embedder.momentum))")))
         let text = s.history.map(line).joined(separator: "\n") + "\n"

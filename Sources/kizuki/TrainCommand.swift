@@ -35,6 +35,7 @@ struct Train: ParsableCommand {
     var initFrom: String?
     @Option(help: "Use only the first N training images (quick runs).") var trainImages: Int?
     @Flag(help: "Skip the per-epoch inference-mode AUC.") var noEval = false
+    @Option(help: "Also measure the AUC every N steps inside epochs (for information; logged and kept in train.json).") var evalEvery: Int?
     @Option(help: "Fashion-MNIST folder (default: $KIZUKI_DATA, else /usr/share/datasets/fashion-mnist).") var data: String?
     @Flag(help: "No progress bar.") var quiet = false
 
@@ -53,6 +54,10 @@ struct Train: ParsableCommand {
         if let bnMomentum { guard (0..<1).contains(bnMomentum) else { throw ValidationError("--bn-momentum must be in [0, 1) (got \(bnMomentum))") } }
         if resume != nil && (l2Normalize || bnMomentum != nil) {
             throw ValidationError("--l2-normalize and --bn-momentum start a new run; a resumed run keeps its own recipe")
+        }
+        if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be at least 1 step (got \(evalEvery))") }
+        if evalEvery != nil && (noEval || resume != nil) {
+            throw ValidationError("--eval-every needs the evaluation (not --no-eval) and a new run (a resumed run keeps its own recipe)")
         }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1 (got \(threads))") }
         _ = try drops()
@@ -86,6 +91,7 @@ struct Train: ParsableCommand {
         r.initFrom = initFrom
         r.l2Normalize = l2Normalize ? true : nil
         r.bnMomentum = bnMomentum
+        r.evalEvery = evalEvery
         r.trainImages = trainImages
         return r
     }

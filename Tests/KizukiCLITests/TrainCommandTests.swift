@@ -11,6 +11,10 @@ final class TrainCommandTests: CLITestCase {
         assertRefused(try kizuki(["train", "--out", tmp.path, "--batch", "\(Int.max)", "--no-eval"]), "batch size")
         assertRefused(try kizuki(["train", "--out", tmp.path, "--lr-drops", "x"]), "--lr-drops")
         assertRefused(try kizuki(["train", "--out", tmp.path, "--normal", "9", "--exclude", "9"]), "not excluded")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--bn-momentum", "1"]), "--bn-momentum must be in [0, 1)")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--eval-every", "0"]), "--eval-every must be at least 1")
+        assertRefused(try kizuki(["train", "--out", tmp.path, "--eval-every", "5", "--no-eval"]), "--eval-every needs the evaluation")
+        assertRefused(try kizuki(["train", "--resume", tmp.path, "--l2-normalize"]), "a resumed run keeps its own recipe")
         assertRefused(try kizuki(["train", "--resume", tmp.appendingPathComponent("nothing").path]), "checkpoint.json")
         assertRefused(try kizuki(["train", "--out", tmp.path, "--init", tmp.appendingPathComponent("missing.onnx").path]), "missing.onnx")
     }

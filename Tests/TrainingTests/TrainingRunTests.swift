@@ -71,6 +71,20 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertNotEqual(a.history[0].loss, a.history[1].loss)
     }
 
+    /// The mid-epoch hook (`--eval-every`) runs after every step but an epoch's last, and leaves training as it was.
+    func testAfterStepHookRunsBetweenStepsWithoutChangingTheRun() throws {
+        let plain = try folder("plain")
+        try TrainingRun(newRun: plain, recipe: recipe(epochs: 2), options: options()).run()
+        let hooked = try TrainingRun(newRun: try folder("hooked"), recipe: recipe(epochs: 2), options: options())
+        var seen: [Int] = []
+        for _ in 0..<2 {
+            _ = try hooked.trainer.runEpoch(afterStep: { seen.append(hooked.trainer.state.step) })
+        }
+        XCTAssertEqual(seen, [1, 2, 4, 5], "after steps 1 and 2 of each 3-step epoch")
+        let reference = try Checkpoint.load(plain)
+        XCTAssertEqual(hooked.trainer.currentModel().graph.initializers, reference.model.graph.initializers)
+    }
+
     func testNonFiniteLossStopsWithTheStepAndKeepsTheLastCheckpoint() throws {
         let dir = try folder("diverge")
         try TrainingRun(newRun: dir, recipe: recipe(epochs: 1), options: options()).run()
