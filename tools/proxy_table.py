@@ -18,6 +18,8 @@ def settings(recipe):
     parts = []
     if recipe.get("loss", "batch-all") != "batch-all":
         parts.append(f"--loss {recipe['loss']}")
+    if recipe.get("classLabels"):
+        parts.append("--labels classes")
     if recipe.get("l2Normalize"):
         parts.append("--l2-normalize")
     if recipe.get("bnMomentum") is not None:

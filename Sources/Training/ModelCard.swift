@@ -21,7 +21,7 @@ struct ModelCard {
         lines += [
             "",
             "- Data: Fashion-MNIST training images without classes \(r.exclude)" + (r.trainImages.map { ", the first \($0) only" } ?? "")
-                + "; label 1 for class \(r.normal), 0 for the others.",
+                + "; " + (r.classLabels == true ? "each image labelled with its own class (`--labels classes`)." : "label 1 for class \(r.normal), 0 for the others."),
             "- Model: Input(28,28,1) → UpSampling2D(3) → MobileNetV2 (alpha 1, no top, average pooling) → Dense(128); Keras's "
                 + "initialisers" + (r.initFrom.map { "; weights from `\($0)`" } ?? " from seed \(r.seed)") + ".",
             "- Embeddings: " + (r.l2Normalize == true ? "L2-normalised (an LpNormalization after the Dense head)" : "the Dense head's output as it is")

@@ -10,6 +10,8 @@ public struct TrainingRecipe: Codable, Equatable, Sendable {
     public var momentum: Float = 0.9
     public var margin: Float = 0.2
     public var loss = TripletLossKind.batchAll.rawValue
+    /// Train on the ten class labels instead of normal-vs-rest (`--labels classes`); nil (older runs) means binary.
+    public var classLabels: Bool?
     /// L2-normalised embeddings (an LpNormalization appended to the graph); nil (older runs) means no.
     public var l2Normalize: Bool?
     /// Momentum of every BatchNormalization's moving statistics; nil keeps the graph's own (Keras's 0.999).

@@ -56,7 +56,7 @@ public final class TrainingRun {
         self.options = options
         let recipe = state.recipe
         let data = try TrainingData.fashionMNIST(normal: recipe.normal, exclude: recipe.exclude, directory: options.dataDirectory,
-                                                 limit: recipe.trainImages)
+                                                 limit: recipe.trainImages, classLabels: recipe.classLabels == true)
         let program = try TrainingProgram(graph: graph, batch: recipe.batch, threads: recipe.threads)
         var state = state
         if let line = options.commandLine { state.commands = (state.commands ?? []) + [line] }
@@ -69,8 +69,9 @@ public final class TrainingRun {
     /// (leaving the last good checkpoint as it was).
     public func run() throws {
         let recipe = trainer.state.recipe
-        let positives = trainer.labels.filter { $0 == 1 }.count
-        options.log("training on \(trainer.images.count) images (\(positives) normal, class \(recipe.normal); excluded \(recipe.exclude)), " +
+        let positives = trainer.images.labels.filter { $0 == recipe.normal }.count
+        let labels = recipe.classLabels == true ? "labels = classes" : "labels normal 1 / rest 0"
+        options.log("training on \(trainer.images.count) images (\(positives) normal, class \(recipe.normal); excluded \(recipe.exclude); \(labels)), " +
                     "\(trainer.stepsPerEpoch) steps of \(recipe.batch) per epoch, \(recipe.threads) thread(s), loss \(recipe.loss)")
         if trainer.state.epoch > 0 || trainer.state.stepInEpoch > 0 {
             options.log("resuming at epoch \(trainer.state.epoch + 1), step \(trainer.state.step)")

@@ -26,6 +26,8 @@ struct Train: ParsableCommand {
     @Option(help: "SGD momentum (Keras form).") var momentum: Float = 0.9
     @Option(help: "Triplet margin.") var margin: Float = 0.2
     @Option(help: "Loss: batch-all (the reference), batch-hard or soft-margin.") var loss = "batch-all"
+    @Option(help: "Triplet labels: binary (the reference: normal 1, every other class 0) or classes (each class its own label).")
+    var labels = "binary"
     @Flag(help: "L2-normalise the embeddings (an LpNormalization after the Dense head, also in model.onnx).") var l2Normalize = false
     @Option(help: "Momentum of the BatchNormalization moving statistics (default: the model's own, Keras's 0.999).") var bnMomentum: Float?
     @Option(help: "Seed of the initial weights and the per-epoch permutations.") var seed: UInt64 = 1
@@ -55,6 +57,8 @@ struct Train: ParsableCommand {
         if resume != nil && (l2Normalize || bnMomentum != nil) {
             throw ValidationError("--l2-normalize and --bn-momentum start a new run; a resumed run keeps its own recipe")
         }
+        guard ["binary", "classes"].contains(labels) else { throw ValidationError("--labels must be binary or classes (got '\(labels)')") }
+        if resume != nil && labels != "binary" { throw ValidationError("--labels starts a new run; a resumed run keeps its own recipe") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be at least 1 step (got \(evalEvery))") }
         if evalEvery != nil && (noEval || resume != nil) {
             throw ValidationError("--eval-every needs the evaluation (not --no-eval) and a new run (a resumed run keeps its own recipe)")
@@ -92,6 +96,7 @@ struct Train: ParsableCommand {
         r.l2Normalize = l2Normalize ? true : nil
         r.bnMomentum = bnMomentum
         r.evalEvery = evalEvery
+        r.classLabels = labels == "classes" ? true : nil
         r.trainImages = trainImages
         return r
     }

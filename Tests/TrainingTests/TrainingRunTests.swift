@@ -71,6 +71,17 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertNotEqual(a.history[0].loss, a.history[1].loss)
     }
 
+    /// `--labels classes` trains on each image's own class; the reference on normal 1 / rest 0. Neither sees an excluded class.
+    func testClassLabelsAreTheImagesOwnClasses() throws {
+        let dir = FashionMNIST.directory(nil)
+        let binary = try TrainingData.fashionMNIST(normal: 7, exclude: [9, 5], directory: dir, limit: 2000)
+        let classes = try TrainingData.fashionMNIST(normal: 7, exclude: [9, 5], directory: dir, limit: 2000, classLabels: true)
+        XCTAssertEqual(Set(classes.labels), [0, 1, 2, 3, 4, 6, 7, 8])
+        XCTAssertEqual(Set(binary.labels), [0, 1])
+        for (c, b) in zip(classes.labels, binary.labels) { XCTAssertEqual(b, c == 7 ? 1 : 0) }
+        XCTAssertEqual(classes.images.pixels, binary.images.pixels)
+    }
+
     /// The mid-epoch hook (`--eval-every`) runs after every step but an epoch's last, and leaves training as it was.
     func testAfterStepHookRunsBetweenStepsWithoutChangingTheRun() throws {
         let plain = try folder("plain")
