@@ -22,6 +22,8 @@ def settings(recipe):
         parts.append("--labels classes")
     if recipe.get("l2Normalize"):
         parts.append("--l2-normalize")
+    if recipe.get("evalEvery"):
+        parts.append(f"--eval-every {recipe['evalEvery']}")
     if recipe.get("bnMomentum") is not None:
         parts.append(f"--bn-momentum {recipe['bnMomentum']:g}")
     schedule = recipe.get("schedule", {})
@@ -47,13 +49,16 @@ def main(folders):
     if not runs:
         sys.exit("no train.json found in " + " ".join(folders))
     width = max(len(log["epochs"]) for _, log in runs)
-    print("| run | settings | seed | " + " | ".join(f"epoch {e + 1}" for e in range(width)) + " |")
-    print("|---|---|---:|" + "---:|" * width)
+    print("| run | settings | seed | " + " | ".join(f"epoch {e + 1}" for e in range(width)) + " | inside epoch 1 |")
+    print("|---|---|---:|" + "---:|" * width + "---|")
     for name, log in runs:
         recipe = log["recipe"]
         aucs = [f"{e['auc']:.4f}" if e.get("auc") is not None else "-" for e in log["epochs"]]
         aucs += [""] * (width - len(aucs))
-        print(f"| {name} | {settings(recipe)} | {recipe.get('seed', 1)} | " + " | ".join(aucs) + " |")
+        # The AUCs measured inside the first epoch (`--eval-every`), to show how much one epoch-end value can move.
+        inside = [e for e in log.get("stepEvaluations") or [] if e["epoch"] < 1]
+        curve = " ".join(f"{e['auc']:.3f}" for e in inside)
+        print(f"| {name} | {settings(recipe)} | {recipe.get('seed', 1)} | " + " | ".join(aucs) + f" | {curve} |")
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ struct Calibrate: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reproduce the reference experiment: AUC and ms per image for several anchor counts, and an HTML report.")
-    @Argument(help: "The embedding model (.onnx).") var model: String = "models/keras-seed/model.onnx"
+    @Argument(help: "The embedding model (.onnx).") var model: String = "models/kizuki-v1/model.onnx"
     @Option(help: "Normal class (Fashion-MNIST label).") var normal = 7
     @Option(help: "Anomaly class (never seen in training).") var anomaly = 9
     @Option(help: "Anchor counts, comma separated (the first N normal train images).") var anchors = "6000,3000,1000,500,100,50"
