@@ -6,14 +6,18 @@ import OnnxIO
 ///   Pad(constant 0, spatial) → Conv            pads merged into the Conv
 ///   Conv → Mul(per-channel constant)           scale folded into W and B
 ///   Conv → Add(per-channel constant)           shift folded into B
+///   Conv → BatchNormalization (inference)      scale and shift folded into W and B (opset ≥ 9; a trained
+///                                              model in Kizuki's training form keeps BN as nodes)
 ///   Conv → Clip / Relu                         activation applied in the Conv's epilogue
 /// The fused activation travels as internal attributes on the Conv node (`FusedAttributes`).
 /// After the NHWC rewrite, `optimizeNHWC` folds the same pads and per-channel constants into NhwcConv, whose
 /// channels are the last axis (exporters such as tf2onnx leave a convolution's bias and BatchNormalization as
 /// Add/Mul on its NHWC output, and a stride-2 convolution's Pad on its NHWC input).
 enum GraphOptimizer {
-    static func optimize(_ graph: Graph) -> Graph {
+    /// `opset`: the default domain's; BatchNormalization folds only where its inference meaning is settled (≥ 9).
+    static func optimize(_ graph: Graph, opset: Int = 13) -> Graph {
         var g = Rewriter(graph)
+        g.foldBatchNorms = opset >= 9
         g.foldPadsIntoConv()
         g.foldAffineIntoConv()
         g.fuseActivations()
@@ -45,6 +49,8 @@ private struct Rewriter {
     var graph: Graph
     let layout: Layout
     var initializers: [String: Int] = [:]
+    /// Whether `foldAffineIntoConv` also folds inference BatchNormalizations (NCHW Convs only).
+    var foldBatchNorms = false
 
     init(_ graph: Graph, layout: Layout = .nchw) {
         self.graph = graph
@@ -176,28 +182,36 @@ private struct Rewriter {
                 let conv = graph.nodes[c]
                 // Weights whose data matches their dims, with at least one output channel.
                 guard let wName = conv.inputs.dropFirst().first, let w = wellFormed(wName, .float), w.dims.count >= 3, w.dims[0] > 0,
-                      let next = soleConsumer(of: conv.outputs[0], uses),
-                      ["Mul", "Add"].contains(graph.nodes[next].opType), graph.nodes[next].domain.isEmpty,
-                      Rewriter.hasArity(graph.nodes[next], inputs: 2...2) else { continue }
+                      let next = soleConsumer(of: conv.outputs[0], uses), graph.nodes[next].domain.isEmpty else { continue }
                 let op = graph.nodes[next]
-                let other = op.inputs[0] == conv.outputs[0] ? op.inputs[1] : op.inputs[0]
                 let m = w.dims[0]
-                guard other != conv.outputs[0],
-                      let values = perChannel(other, channels: m, rank: w.dims.count) else { continue }
+                // y = x · scale + shift per output channel (nil scale: 1).
+                let scale: [Float]?, shift: [Float]?
+                switch op.opType {
+                case "Mul", "Add":
+                    guard Rewriter.hasArity(op, inputs: 2...2) else { continue }
+                    let other = op.inputs[0] == conv.outputs[0] ? op.inputs[1] : op.inputs[0]
+                    guard other != conv.outputs[0], let values = perChannel(other, channels: m, rank: w.dims.count) else { continue }
+                    (scale, shift) = op.opType == "Mul" ? (values, nil) : (nil, values)
+                case "BatchNormalization":
+                    guard let folded = batchNormAffine(op, channels: m) else { continue }
+                    (scale, shift) = (folded.scale, folded.shift)
+                default:
+                    continue
+                }
                 var bias = conv.inputs.count > 2 && !conv.inputs[2].isEmpty ? floats(conv.inputs[2]) : [Float](repeating: 0, count: m)
                 guard bias?.count == m else { continue }
                 var newConv = conv
-                if op.opType == "Mul" {
+                if let scale {
                     var weights = w.floats
                     let per = weights.count / m
-                    for o in 0..<m { for j in 0..<per { weights[o * per + j] *= values[o] } }
+                    for o in 0..<m { for j in 0..<per { weights[o * per + j] *= scale[o] } }
                     let wNew = "\(wName)/kizuki_scaled_\(c)"
                     setInitializer(Tensor(name: wNew, floats: weights, dims: w.dims))
                     newConv.inputs[1] = wNew
-                    for o in 0..<m { bias![o] *= values[o] }
-                } else {
-                    for o in 0..<m { bias![o] += values[o] }
+                    for o in 0..<m { bias![o] *= scale[o] }
                 }
+                if let shift { for o in 0..<m { bias![o] += shift[o] } }
                 let bName = "\(conv.name.isEmpty ? conv.outputs[0] : conv.name)/kizuki_bias_\(c)_\(op.opType)"
                 setInitializer(Tensor(name: bName, floats: bias!, dims: [m]))
                 if newConv.inputs.count < 3 { newConv.inputs.append(bName) } else { newConv.inputs[2] = bName }
@@ -208,6 +222,29 @@ private struct Rewriter {
                 break
             }
         }
+    }
+
+    /// An inference BatchNormalization over `channels` as y = x · scale + shift: scale = gamma / sqrt(var + epsilon),
+    /// shift = beta − mean · scale (in double, rounded once). Nil unless it is the plain inference form (NCHW pass,
+    /// opset ≥ 9, one output, no training_mode, float constants of the channel count).
+    func batchNormAffine(_ bn: Node, channels m: Int) -> (scale: [Float], shift: [Float])? {
+        guard foldBatchNorms, layout == .nchw, Rewriter.hasArity(bn, inputs: 5...5) else { return nil }
+        if case .int(let mode)? = bn.attribute("training_mode"), mode != 0 { return nil }
+        let epsilon: Double
+        switch bn.attribute("epsilon") {
+        case nil: epsilon = 1e-5
+        case .float(let e)?: epsilon = Double(e)
+        default: return nil
+        }
+        guard let gamma = floats(bn.inputs[1]), let beta = floats(bn.inputs[2]), let mean = floats(bn.inputs[3]),
+              let variance = floats(bn.inputs[4]), [gamma, beta, mean, variance].allSatisfy({ $0.count == m }) else { return nil }
+        var scale = [Float](repeating: 0, count: m), shift = [Float](repeating: 0, count: m)
+        for c in 0..<m {
+            let s = Double(gamma[c]) / (Double(variance[c]) + epsilon).squareRoot()
+            scale[c] = Float(s)
+            shift[c] = Float(Double(beta[c]) - Double(mean[c]) * s)
+        }
+        return (scale, shift)
     }
 
     // MARK: Conv → Clip / Relu

@@ -74,7 +74,7 @@ public final class Session {
             throw EngineError(.unsupported, "the model uses the domain '\(OpRegistry.internalDomain)', reserved for Kizuki's own rewrites "
                 + "(first: node \(reserved[0].label), \(reserved.count) node(s))")
         }
-        if options.optimize { graph = GraphOptimizer.optimize(graph) }
+        if options.optimize { graph = GraphOptimizer.optimize(graph, opset: Int(model.opsetVersion() ?? 1)) }
         if options.optimize && options.nhwc { graph = LayoutNHWC.rewrite(graph) }
         var constants: [String: HostTensor] = [:]
         let budget = MemoryBudget(limit: options.memoryBudget)

@@ -59,6 +59,38 @@ final class SessionTests: XCTestCase {
         }
     }
 
+    /// x → Conv (no bias, as Kizuki's training form) → BatchNormalization → Clip(0, 6): from opset 9 the BN folds into
+    /// the Conv's weights and bias (the rest into its epilogue) with the BN kernel's result; at opset 8 it stays a node.
+    func testBatchNormalizationFoldsIntoTheConvBeforeIt() throws {
+        for opset: Int64 in [13, 8] {
+            var m = convChain()
+            m.opsetImports = [OpsetID(domain: "", version: opset)]
+            m.graph.initializers += [
+                Tensor(name: "gamma", floats: [1.5, -0.7, 0.9], dims: [3]), Tensor(name: "beta", floats: [0.2, 3, -0.4], dims: [3]),
+                Tensor(name: "mean", floats: [0.3, -1, 2], dims: [3]), Tensor(name: "var", floats: [0.5, 2, 0.01], dims: [3]),
+            ]
+            m.graph.nodes[0].inputs = ["x", "w"]
+            m.graph.nodes = [m.graph.nodes[0],
+                             Node(name: "bn", opType: "BatchNormalization", inputs: ["c", "gamma", "beta", "mean", "var"], outputs: ["n"],
+                                  attributes: [Attribute(name: "epsilon", value: .float(1e-3))]),
+                             Node(name: "clip", opType: "Clip", inputs: ["n", "lo", "hi"], outputs: ["y"])]
+            if opset < 11 {  // Clip takes its bounds as inputs from opset 11: end at the BN instead
+                m.graph.nodes.removeLast()
+                m.graph.nodes[1].outputs = ["y"]
+            }
+            var plain = SessionOptions()
+            plain.optimize = false
+            let reference = try Session(model: m, options: plain)
+            let optimized = try Session(model: m, options: nchwOnly)
+            XCTAssertEqual(optimized.steps.map(\.node.opType), opset >= 9 ? ["Conv"] : ["Conv", "BatchNormalization"], "opset \(opset)")
+            let x = try random([3, 2, 4, 4])
+            let want = try reference.run(["x": x])["y"]!.floats
+            let got = try optimized.run(["x": x])["y"]!.floats
+            if opset >= 11 { XCTAssertTrue(want.contains { $0 == 0 } && want.contains { $0 == 6 }, "the clip should bite at both ends") }
+            for (g, w) in zip(got, want) { XCTAssertEqual(g, w, accuracy: 1e-5 + 1e-5 * abs(w)) }
+        }
+    }
+
     func testRewritesSkipSharedIntermediates() throws {
         var model = convChain()
         // Conv's output is also a graph output: nothing may be folded into it.
