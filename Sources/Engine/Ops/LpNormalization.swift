@@ -50,9 +50,10 @@ final class LpNormalizationKernel: Kernel {
         }
     }
 
-    /// Vector `v` (outer index v / inner, inner index v % inner) of x into y.
+    /// Vector `v` (outer index v / inner, inner index v % inner) of x into y; returns its norm.
+    @discardableResult
     static func normalize<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, vector v: Int, length: Int,
-                                                   inner: Int, p: Int) {
+                                                   inner: Int, p: Int) -> Double {
         let start = (v / inner) * length * inner + v % inner
         var sum = 0.0
         for i in 0..<length {
@@ -62,6 +63,7 @@ final class LpNormalizationKernel: Kernel {
         let norm = p == 1 ? sum : sum.squareRoot()
         let scale = norm > 0 ? 1 / norm : 0
         for i in 0..<length { y[start + i * inner] = T(Double(x[start + i * inner]) * scale) }
+        return norm
     }
 }
 
@@ -73,12 +75,7 @@ public enum L2NormalizeTraining {
     /// y = x / ‖x‖ per row (0 for a zero row), and norm [rows] = ‖x‖ saved for `backward`.
     public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, norm: UnsafeMutablePointer<Float>,
                                rows: Int, dim: Int) {
-        for r in 0..<rows {
-            LpNormalizationKernel.normalize(x, y, vector: r, length: dim, inner: 1, p: 2)
-            var sum = 0.0
-            for k in 0..<dim { sum += Double(x[r * dim + k]) * Double(x[r * dim + k]) }
-            norm[r] = Float(sum.squareRoot())
-        }
+        for r in 0..<rows { norm[r] = Float(LpNormalizationKernel.normalize(x, y, vector: r, length: dim, inner: 1, p: 2)) }
     }
 
     /// dx [rows, dim] (overwritten; may not alias dy) from dy, the forward's y and norm.
